@@ -1,0 +1,89 @@
+"""What the event consumers and the publisher need from a message broker (JetStream or in-memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import attrs
+
+PRODUCT_EVENTS = "PRODUCT_EVENTS"
+ORDER_EVENTS = "ORDER_EVENTS"
+DEAD_LETTERS = "DEAD_LETTERS"
+
+STREAMS: dict[str, tuple[str, ...]] = {
+    PRODUCT_EVENTS: ("product.>",),
+    ORDER_EVENTS: ("order.>",),
+    DEAD_LETTERS: ("deadletter.>",),
+}
+
+
+class Delivery(Protocol):
+    """One delivery of a stored message; exactly one of ack, nak or term settles it."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first delivery."""
+        ...
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay_s: float) -> None: ...
+
+    async def term(self) -> None: ...
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@attrs.frozen
+class ConsumerSpec:
+    """A consumer: `durable` is shared by every instance of a service; None is per instance."""
+
+    name: str
+    subjects: tuple[str, ...]
+    durable: bool = True
+    max_deliver: int = 10
+    ack_wait_s: float = 30.0
+    concurrency: int = 16
+
+
+class Subscription(Protocol):
+    async def stop(self) -> None:
+        """Stop fetching and wait for the in-flight handlers to finish."""
+        ...
+
+
+class Broker(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
+        """Store the message once per `msg_id`; raise EventBusUnavailable when it cannot."""
+        ...
+
+    async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> Subscription: ...
+
+    async def ping(self) -> bool: ...
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcards: `*` is one token, a final `>` one or more."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":  # noqa: S105 - a NATS wildcard, not a secret
+            return len(tokens) > index
+        if index >= len(tokens) or (token != "*" and token != tokens[index]):  # noqa: S105
+            return False
+    return len(tokens) == len(wanted)
+
+
+def matches_any(patterns: Sequence[str], subject: str) -> bool:
+    return any(subject_matches(p, subject) for p in patterns)

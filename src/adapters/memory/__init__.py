@@ -1,0 +1,1 @@
+"""In-memory twins of every port: the embedded default and the unit tests' fakes."""

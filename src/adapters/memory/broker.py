@@ -1,0 +1,165 @@
+"""An in-memory broker that behaves like JetStream where it matters to our code.
+
+Delivery is asynchronous and at least once: a handler that naks, fails to settle within
+`ack_wait_s`, or raises gets the message again (up to `max_deliver`); a publish with a
+`msg_id` seen before is stored once; durable consumers are shared by every subscriber with
+the same name, so each message goes to one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import attrs
+
+from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
+from adapters.memory.faults import Outage
+from domain.errors import EventBusUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class StoredMessage:
+    seq: int
+    subject: str
+    data: bytes
+    msg_id: str
+
+
+@attrs.define(eq=False)
+class _MemoryDelivery:
+    message: StoredMessage
+    attempt: int
+    _consumer: _Consumer
+    settled: bool = False
+
+    @property
+    def subject(self) -> str:
+        return self.message.subject
+
+    @property
+    def data(self) -> bytes:
+        return self.message.data
+
+    async def ack(self) -> None:
+        self.settled = True
+
+    async def nak(self, delay_s: float) -> None:
+        if not self.settled:
+            self.settled = True
+            self._consumer.redeliver(self.message, self.attempt, delay_s)
+
+    async def term(self) -> None:
+        self.settled = True
+
+
+@attrs.define(eq=False)
+class _Consumer:
+    spec: ConsumerSpec
+    queue: asyncio.Queue[tuple[StoredMessage, int]] = attrs.field(factory=asyncio.Queue)
+    timers: set[asyncio.TimerHandle] = attrs.field(factory=set)
+    delivered: int = 0
+
+    def offer(self, message: StoredMessage) -> None:
+        if matches_any(self.spec.subjects, message.subject):
+            self.queue.put_nowait((message, 1))
+
+    def redeliver(self, message: StoredMessage, attempt: int, delay_s: float) -> None:
+        if attempt >= self.spec.max_deliver:
+            log.warning("message %s dropped after %s deliveries", message.seq, attempt)
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def put_back() -> None:
+            self.timers.discard(handle)
+            self.queue.put_nowait((message, attempt + 1))
+
+        handle = loop.call_later(max(delay_s, 0.0), put_back)
+        self.timers.add(handle)
+
+
+@attrs.define(eq=False)
+class _MemorySubscription:
+    consumer: _Consumer
+    handler: Handler
+    tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._work(), name=f"consume-{self.consumer.spec.name}")
+            for _ in range(self.consumer.spec.concurrency)
+        ]
+
+    async def _work(self) -> None:
+        while True:
+            message, attempt = await self.consumer.queue.get()
+            delivery = _MemoryDelivery(message, attempt, self.consumer)
+            self.consumer.delivered += 1
+            try:
+                await asyncio.wait_for(self.handler(delivery), self.consumer.spec.ack_wait_s)
+            except Exception:
+                log.exception("handler failed on %s", message.subject)
+            if not delivery.settled:
+                self.consumer.redeliver(message, attempt, 0.0)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@attrs.define
+class InMemoryBroker:
+    outage: Outage = attrs.field(factory=lambda: Outage(EventBusUnavailable))
+    messages: list[StoredMessage] = attrs.field(factory=list)
+    _msg_ids: set[str] = attrs.field(factory=set)
+    _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
+    _subscriptions: list[_MemorySubscription] = attrs.field(factory=list)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        for consumer in self._consumers.values():
+            for timer in consumer.timers:
+                timer.cancel()
+
+    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
+        self.outage.check()
+        if not any(matches_any(patterns, subject) for patterns in STREAMS.values()):
+            raise EventBusUnavailable(f"no stream holds subject {subject}")
+        if msg_id in self._msg_ids:
+            return
+        self._msg_ids.add(msg_id)
+        message = StoredMessage(len(self.messages) + 1, subject, data, msg_id)
+        self.messages.append(message)
+        for consumer in self._consumers.values():
+            consumer.offer(message)
+
+    async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
+        consumer = self._consumers.get(spec.name) if spec.durable else None
+        if consumer is None:
+            consumer = _Consumer(spec)
+            if spec.durable:
+                # A new durable consumer starts from the beginning of the stream, as on JetStream.
+                for message in self.messages:
+                    consumer.offer(message)
+            self._consumers[spec.name if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
+        subscription = _MemorySubscription(consumer, handler)
+        subscription.start()
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def ping(self) -> bool:
+        return not self.outage.down
+
+    def on_subject(self, subject: str) -> list[StoredMessage]:
+        return [m for m in self.messages if m.subject == subject]

@@ -1,0 +1,47 @@
+"""In-memory product cache with TTL and newest-version-wins writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from adapters.memory.faults import Outage
+from application.ports import Clock
+from domain.errors import CacheUnavailable
+from domain.products import Product, ProductStatus
+
+
+@attrs.define
+class InMemoryProductCache:
+    clock: Clock
+    ttl_s: float
+    outage: Outage = attrs.field(factory=lambda: Outage(CacheUnavailable))
+    _entries: dict[str, tuple[Product, float]] = attrs.field(factory=dict, init=False)
+
+    def _live(self, product_id: str) -> Product | None:
+        entry = self._entries.get(product_id)
+        if entry is None:
+            return None
+        product, expires = entry
+        if expires <= self.clock.monotonic():
+            del self._entries[product_id]
+            return None
+        return product
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        self.outage.check()
+        found = {pid: self._live(pid) for pid in product_ids}
+        return {pid: p for pid, p in found.items() if p is not None}
+
+    async def put(self, product: Product) -> bool:
+        self.outage.check()
+        if not product.supersedes(self._live(product.id)):
+            return False
+        self._entries[product.id] = (product, self.clock.monotonic() + self.ttl_s)
+        return True
+
+    async def active_ids(self) -> list[str]:
+        self.outage.check()
+        live = (self._live(pid) for pid in list(self._entries))
+        return [p.id for p in live if p is not None and p.status is ProductStatus.ACTIVE]

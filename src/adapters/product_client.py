@@ -1,0 +1,251 @@
+"""The Product Service over HTTP: pooled, timed out, retried with backoff, behind a circuit breaker.
+
+One `aiohttp.ClientSession` (one connection pool) lives as long as the application. Every call
+is bounded by `timeout_s`; 5xx, 429 (honouring Retry-After), timeouts and connection errors are
+retried with exponential backoff and jitter up to `max_attempts` calls; other 4xx never are.
+The breaker (purgatory) opens after `failure_threshold` failures; while open no call is made;
+once the reset timeout passes, a single probe call decides whether it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import attrs
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from adapters.metrics import ServiceMetrics
+from adapters.wire.converter import loads, structure_or_reject
+from adapters.wire.http_json import RESPONSES
+from domain.errors import InvalidRequest, ProductServiceUnavailable
+from domain.products import Product
+
+BREAKER_NAME = "product-service"
+BATCH_LIMIT = 100
+MAX_RETRY_AFTER_S = 30.0
+
+
+class UpstreamFailure(Exception):
+    """A call that failed in a way worth retrying and counting against the breaker."""
+
+
+class RateLimited(UpstreamFailure):
+    def __init__(self, retry_after_s: float | None) -> None:
+        super().__init__(f"429 Too Many Requests (Retry-After {retry_after_s})")
+        self.retry_after_s = retry_after_s
+
+
+class Refused(Exception):
+    """A 4xx other than 404: our request was wrong; neither retried nor held against the breaker."""
+
+
+class ProbeInFlight(Exception):
+    """Half-open: another call is already probing the Product Service."""
+
+
+def outcome_of(status: int) -> str:
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return "success" if status < 400 else "client_error"
+
+
+@attrs.frozen
+class RetryPolicy:
+    max_attempts: int = 4
+    initial_interval_s: float = 1.0
+    max_interval_s: float = 10.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return None
+
+
+@attrs.define(eq=False)
+class HttpProductClient:
+    base_url: str
+    timeout_s: float
+    retry: RetryPolicy
+    failure_threshold: int
+    reset_timeout_s: float
+    metrics: ServiceMetrics
+    _session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
+    _breakers: AsyncCircuitBreakerFactory = attrs.field(init=False)
+    _probe: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    _in_flight: dict[tuple[str, ...], asyncio.Future[dict[str, Product]]] = attrs.field(
+        factory=dict, init=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        # purgatory reads a threshold of 0 as "use the default": never pass it 0.
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=max(self.failure_threshold, 1),
+            default_ttl=self.reset_timeout_s,
+            exclude=[RateLimited, ProbeInFlight, Refused],
+        )
+        self._breakers.add_listener(self._on_breaker_event)
+
+    def _on_breaker_event(self, name: str, event_name: str, event: Any) -> None:
+        if event_name == "state_changed":
+            self.metrics.breaker_changed(name, event.state)
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                base_url=self.base_url.rstrip("/") + "/",
+                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                headers={"Accept": "application/json"},
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def breaker_state(self) -> str:
+        breaker = await self._breakers.get_breaker(BREAKER_NAME)
+        state: str = breaker.context.state
+        opened_at = breaker.context.opened_at
+        if state == "opened" and opened_at is not None and time.time() > opened_at + self.reset_timeout_s:
+            return "half-opened"
+        return state
+
+    async def get_product(self, product_id: str) -> Product | None:
+        status, body = await self._call(
+            "get_product", "GET", f"api/v1/products/{quote(product_id, safe='')}", None
+        )
+        if status == 404:
+            return None
+        product: Product = self._parse(body, Product)
+        return product
+
+    async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        """Batch lookup; concurrent lookups of the same ids share one upstream call."""
+        key = tuple(sorted(set(product_ids)))
+        shared = self._in_flight.get(key)
+        if shared is not None:
+            return dict(await asyncio.shield(shared))
+        future: asyncio.Future[dict[str, Product]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            found = await self._get_batches(key)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters re-raise it, nobody else has to
+            raise
+        else:
+            future.set_result(found)
+            return found
+        finally:
+            del self._in_flight[key]
+
+    async def _get_batches(self, ids: Sequence[str]) -> dict[str, Product]:
+        found: dict[str, Product] = {}
+        for start in range(0, len(ids), BATCH_LIMIT):
+            chunk = list(ids[start : start + BATCH_LIMIT])
+            _, body = await self._call("get_products", "POST", "api/v1/products/batch", {"ids": chunk})
+            for product in self._parse(body, list[Product]):
+                if product.id in chunk:
+                    found[product.id] = product
+        return found
+
+    def _parse(self, body: bytes, cls: Any) -> Any:
+        try:
+            return structure_or_reject(RESPONSES, loads(body), cls, what="response")
+        except (InvalidRequest, ValueError) as error:
+            raise ProductServiceUnavailable(
+                "Product Service answered with a body we cannot read", {"reason": str(error)}
+            ) from None
+
+    async def _call(self, operation: str, method: str, path: str, payload: Any) -> tuple[int, bytes]:
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(max(self.retry.max_attempts, 1)),
+                wait=self._wait,
+                retry=retry_if_exception_type(UpstreamFailure),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._through_breaker(operation, method, path, payload)
+        except OpenedState as error:
+            self.metrics.product_requests.labels(operation=operation, outcome="circuit_open").inc()
+            raise ProductServiceUnavailable(
+                "Product Service is currently unavailable (circuit open)", {"reason": str(error)}
+            ) from None
+        except (UpstreamFailure, ProbeInFlight, Refused) as error:
+            raise ProductServiceUnavailable(
+                "Product Service is currently unavailable", {"reason": str(error)}
+            ) from None
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            return error.retry_after_s
+        backoff = wait_exponential_jitter(
+            initial=self.retry.initial_interval_s, max=self.retry.max_interval_s
+        )
+        return float(backoff(state))
+
+    async def _through_breaker(
+        self, operation: str, method: str, path: str, payload: Any
+    ) -> tuple[int, bytes]:
+        breaker = await self._breakers.get_breaker(BREAKER_NAME)
+        probing = await self.breaker_state() == "half-opened"
+        if probing and self._probe.locked():
+            raise ProbeInFlight("circuit half-open, a probe is already in flight")
+        if probing:
+            async with self._probe, breaker:
+                return await self._send(operation, method, path, payload)
+        async with breaker:
+            return await self._send(operation, method, path, payload)
+
+    async def _send(self, operation: str, method: str, path: str, payload: Any) -> tuple[int, bytes]:
+        if self._session is None:
+            raise UpstreamFailure("the HTTP client is not started")
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            async with self._session.request(method, path, json=payload) as response:
+                body = await response.read()
+                outcome = outcome_of(response.status)
+                if response.status == 429:
+                    raise RateLimited(parse_retry_after(response.headers.get("Retry-After")))
+                if response.status >= 500:
+                    raise UpstreamFailure(f"{response.status} from the Product Service")
+                if response.status not in (200, 404):
+                    raise Refused(f"Product Service refused {operation} with {response.status}")
+                return response.status, body
+        except TimeoutError:
+            outcome = "timeout"
+            raise UpstreamFailure(f"no answer within {self.timeout_s}s") from None
+        except aiohttp.ClientError as error:
+            outcome = "connection_error"
+            raise UpstreamFailure(f"{type(error).__name__}: {error}") from None
+        finally:
+            self.metrics.product_requests.labels(operation=operation, outcome=outcome).inc()
+            self.metrics.product_request_seconds.labels(operation=operation).observe(
+                time.perf_counter() - started
+            )

@@ -1,0 +1,170 @@
+"""The ports: what the use cases need from the world, as typing.Protocol classes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+from domain.events import Envelope
+from domain.orders import Order, OrderFlag
+from domain.products import Product
+
+
+class Clock(Protocol):
+    """Tells the time (UTC, timezone-aware), measures durations and waits."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class IdGenerator(Protocol):
+    """Mints unique ids for orders, events and requests."""
+
+    def new_id(self) -> str: ...
+
+
+class ProductLookup(Protocol):
+    """The Product Service's REST API; raises ProductServiceUnavailable when it cannot answer."""
+
+    async def get_product(self, product_id: str) -> Product | None: ...
+
+    async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
+
+
+class ProductCache(Protocol):
+    """Last known product snapshots; a newer version always wins. Raises CacheUnavailable."""
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
+
+    async def put(self, product: Product) -> bool:
+        """Store unless an equal or newer version is there; True when stored."""
+        ...
+
+    async def active_ids(self) -> list[str]: ...
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    key: str
+    fingerprint: str
+    order_id: str
+
+
+class OrderStore(Protocol):
+    """Orders, their product index and idempotency keys. Raises StoreUnavailable."""
+
+    async def add(
+        self, order: Order, outbox: Sequence[Envelope], idempotency: IdempotencyRecord | None
+    ) -> IdempotencyRecord | None:
+        """Store the order and its outbox entries at once.
+
+        When `idempotency` names a key already taken, nothing is stored and the earlier record
+        is returned instead.
+        """
+        ...
+
+    async def get(self, order_id: str) -> Order | None: ...
+
+    async def idempotency_record(self, key: str) -> IdempotencyRecord | None: ...
+
+    async def ids_holding(self, product_id: str) -> list[str]: ...
+
+    async def ids_flagged(self, flag: OrderFlag) -> list[str]: ...
+
+    async def recent_ids(self, limit: int) -> list[str]: ...
+
+    async def add_flag(self, order_id: str, flag: OrderFlag) -> bool:
+        """Flag an order; True when the flag is new."""
+        ...
+
+
+@attrs.frozen
+class ProductChange:
+    before: Product
+    after: Product
+
+
+class CommitResult(enum.Enum):
+    COMMITTED = "committed"
+    CONFLICT = "conflict"
+    ALREADY_RESERVED = "already_reserved"
+
+
+class ProductStore(Protocol):
+    """The Product Service's own catalog. Raises StoreUnavailable."""
+
+    async def get(self, product_id: str) -> Product | None: ...
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
+
+    async def create(self, product: Product, outbox: Sequence[Envelope]) -> bool:
+        """Store a new product with its events; False when the id is taken."""
+        ...
+
+    async def commit(
+        self,
+        changes: Sequence[ProductChange],
+        outbox: Sequence[Envelope],
+        reservation_for: str | None = None,
+    ) -> CommitResult:
+        """Store every `after` and the events at once, only while each `before` is current.
+
+        With `reservation_for`, also remember that this order's stock is reserved, and store
+        nothing when it already was.
+        """
+        ...
+
+    async def all_ids(self) -> list[str]: ...
+
+
+class Outbox(Protocol):
+    """Events stored with the state that caused them, waiting to be published."""
+
+    async def add(self, envelopes: Sequence[Envelope]) -> None: ...
+
+    async def pending(self, limit: int) -> list[Envelope]: ...
+
+    async def remove(self, envelope_ids: Sequence[str]) -> None: ...
+
+    async def count(self) -> int: ...
+
+
+class EventPublisher(Protocol):
+    """Publishes an envelope on a subject (the event type by default) and awaits the broker's ack."""
+
+    async def publish(self, envelope: Envelope, subject: str | None = None) -> None: ...
+
+
+class ProcessedEvents(Protocol):
+    """Envelope ids whose effect is stored, so a redelivery has no second effect."""
+
+    async def seen(self, event_id: str) -> bool: ...
+
+    async def remember(self, event_id: str) -> None: ...
+
+
+class Lock(Protocol):
+    """A lease held by one instance at a time (for scheduled work)."""
+
+    async def acquire(self, name: str, ttl_s: float) -> bool: ...
+
+    async def release(self, name: str) -> None: ...
+
+
+class Telemetry(Protocol):
+    """Business counters the use cases report (metrics live in an adapter)."""
+
+    def price_discrepancies_found(self, count: int) -> None: ...
+
+    def order_flagged(self, reason: OrderFlag) -> None: ...
+
+    def cache_lookup(self, hits: int, misses: int) -> None: ...
+
+    def async_request_finished(self, seconds: float, timed_out: bool) -> None: ...

@@ -1,0 +1,79 @@
+"""Use cases: compare an order with the latest prices, and re-validate orders on a price change."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import attrs
+
+from application.flagging import OrderFlagger
+from application.ports import OrderStore
+from application.product_fetching import ProductFetcher
+from domain.errors import OrderNotFound
+from domain.orders import Order, OrderFlag, OrderStatus
+from domain.pricing import DiscrepancyResult, PricingThresholds, find_discrepancies
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ValidateOrderPricing:
+    """The seed's §6.2: the Product Service's latest prices (the cache only when it is down)."""
+
+    orders: OrderStore
+    fetcher: ProductFetcher
+    flagger: OrderFlagger
+    thresholds: PricingThresholds
+
+    async def __call__(self, order_id: str) -> DiscrepancyResult:
+        order = await self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        fetched = await self.fetcher.fetch(list(order.product_ids))
+        prices = {pid: p.current_price for pid, p in fetched.products.items()}
+        return await review_if_needed(order, prices, self.thresholds, self.flagger)
+
+
+@attrs.frozen
+class RevalidateOnPriceChange:
+    """After `product.price_changed`, flag every CREATED order holding the product for review."""
+
+    orders: OrderStore
+    fetcher: ProductFetcher
+    flagger: OrderFlagger
+    thresholds: PricingThresholds
+
+    async def __call__(self, product_id: str, new_price: Decimal) -> int:
+        reviewed = 0
+        for order_id in await self.orders.ids_holding(product_id):
+            order = await self.orders.get(order_id)
+            if order is None or order.status is not OrderStatus.CREATED:
+                continue
+            others = [pid for pid in order.product_ids if pid != product_id]
+            cached = await self.fetcher.cached(others) if others else {}
+            prices = {pid: p.current_price for pid, p in cached.items()}
+            prices[product_id] = new_price
+            result = await review_if_needed(order, prices, self.thresholds, self.flagger)
+            reviewed += result.requires_review
+        return reviewed
+
+
+async def review_if_needed(
+    order: Order,
+    prices: dict[str, Decimal],
+    thresholds: PricingThresholds,
+    flagger: OrderFlagger,
+) -> DiscrepancyResult:
+    result = find_discrepancies(order.items, prices, thresholds)
+    flagger.telemetry.price_discrepancies_found(len(result.discrepancies))
+    if result.has_discrepancies:
+        log.info(
+            "price discrepancy on order %s: %s items, total difference %s",
+            order.id,
+            len(result.discrepancies),
+            result.total_difference,
+        )
+    if result.requires_review:
+        await flagger.flag(order.id, OrderFlag.PRICE_REVIEW)
+    return result

@@ -1,0 +1,68 @@
+"""Use cases: the Order Service's reactions to product events (INTERFACE §5)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+
+from application.flagging import OrderFlagger
+from application.ports import ProductCache
+from application.pricing_validation import RevalidateOnPriceChange
+from domain.events import AvailabilityChanged, PriceChanged, ProductDiscontinued
+from domain.orders import OrderFlag
+from domain.products import Product, ProductStatus
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ProductEventReactions:
+    cache: ProductCache
+    flagger: OrderFlagger
+    revalidate: RevalidateOnPriceChange
+
+    async def snapshot_arrived(self, product: Product) -> None:
+        """product.created / product.updated / *_details_provided: newest version wins."""
+        await self.cache.put(product)
+        if product.status is ProductStatus.DISCONTINUED:
+            await self.flagger.flag_orders_holding(product.id, OrderFlag.DISCONTINUED_PRODUCT)
+
+    async def price_changed(self, event: PriceChanged) -> None:
+        await self._patch_cached(
+            event.product_id,
+            event.version,
+            lambda p: attrs.evolve(
+                p, current_price=event.new_price, base_price=event.base_price, version=event.version
+            ),
+        )
+        await self.revalidate(event.product_id, event.new_price)
+
+    async def discontinued(self, event: ProductDiscontinued) -> None:
+        await self._patch_cached(
+            event.product_id,
+            event.version,
+            lambda p: attrs.evolve(p, status=ProductStatus.DISCONTINUED, version=event.version),
+        )
+        await self.flagger.flag_orders_holding(event.product_id, OrderFlag.DISCONTINUED_PRODUCT)
+
+    async def availability_changed(self, event: AvailabilityChanged) -> None:
+        await self._patch_cached(
+            event.product_id,
+            event.version,
+            lambda p: attrs.evolve(p, quantity_available=event.quantity_available, version=event.version),
+        )
+
+    async def _patch_cached(
+        self, product_id: str, version: int, change: Callable[[Product], Product]
+    ) -> None:
+        """Apply a partial event only on top of the version just before it.
+
+        A partial event carries one aspect of a change; the full snapshot travels in the
+        `product.updated` of the same version. Applying it over an older snapshot would stamp
+        stale fields with the new version, so then we leave the cache to that snapshot.
+        """
+        cached = (await self.cache.get_many([product_id])).get(product_id)
+        if cached is not None and cached.version == version - 1:
+            await self.cache.put(change(cached))

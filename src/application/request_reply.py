@@ -1,0 +1,124 @@
+"""Async request-reply with correlation ids (the seed's §5.1), with the synchronous fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import attrs
+
+from application.envelopes import EnvelopeFactory
+from application.ports import Clock, EventPublisher, IdGenerator, Telemetry
+from application.product_fetching import ProductFetcher
+from domain.errors import (
+    DependencyUnavailable,
+    ProductNotFound,
+    ProductServiceUnavailable,
+)
+from domain.events import ProductDetailsRequested
+from domain.products import Product
+
+log = logging.getLogger(__name__)
+
+
+class PendingReplies:
+    """Requests waiting for their reply, by request id. No entry outlives its waiter."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[Sequence[Product | None]]] = {}
+
+    def open(self, request_id: str) -> asyncio.Future[Sequence[Product | None]]:
+        future: asyncio.Future[Sequence[Product | None]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        return future
+
+    def close(self, request_id: str) -> None:
+        future = self._waiting.pop(request_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    def complete(self, request_id: str, products: Sequence[Product | None]) -> bool:
+        """Hand the reply to its waiter; False when nobody waits (late, or another instance's)."""
+        future = self._waiting.pop(request_id, None)
+        if future is None or future.done():
+            return False
+        future.set_result(products)
+        return True
+
+    def fail_all(self) -> None:
+        """On shutdown: every waiter stops waiting at once."""
+        for request_id in list(self._waiting):
+            self.close(request_id)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+@attrs.frozen
+class RefreshedProduct:
+    product: Product
+    source: str
+    """`event` (the async reply), `http` (synchronous fallback) or `cache`."""
+    elapsed_ms: float
+
+
+@attrs.frozen
+class RefreshProductNow:
+    """Ask for one product over events; on timeout ask over HTTP; when that fails, the cache."""
+
+    pending: PendingReplies
+    publisher: EventPublisher
+    envelopes: EnvelopeFactory
+    fetcher: ProductFetcher
+    clock: Clock
+    ids: IdGenerator
+    telemetry: Telemetry
+    reply_subject: str
+    timeout_s: float
+
+    async def __call__(self, product_id: str) -> RefreshedProduct:
+        started = self.clock.monotonic()
+        reply = await self._ask_over_events(product_id)
+        self.telemetry.async_request_finished(self.clock.monotonic() - started, timed_out=reply is None)
+        if reply is not None:
+            if not reply or reply[0] is None:
+                raise ProductNotFound(product_id)
+            await self.fetcher.remember([reply[0]])
+            return self._done(reply[0], "event", started)
+        try:
+            fresh = await self.fetcher.lookup.get_product(product_id)
+        except ProductServiceUnavailable:
+            cached = (await self.fetcher.cached([product_id])).get(product_id)
+            if cached is None:
+                raise
+            return self._done(cached, "cache", started)
+        if fresh is None:
+            raise ProductNotFound(product_id)
+        await self.fetcher.remember([fresh])
+        return self._done(fresh, "http", started)
+
+    async def _ask_over_events(self, product_id: str) -> Sequence[Product | None] | None:
+        """The reply's products, or None when it did not come in time."""
+        request_id = self.ids.new_id()
+        waiter = self.pending.open(request_id)
+        try:
+            await self.publisher.publish(
+                self.envelopes.wrap(
+                    ProductDetailsRequested(product_id, request_id, self.reply_subject),
+                    correlation_id=request_id,
+                )
+            )
+            return await asyncio.wait_for(waiter, self.timeout_s)
+        except (TimeoutError, DependencyUnavailable, asyncio.CancelledError) as error:
+            task = asyncio.current_task()
+            if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
+                raise
+            log.warning("async details request for %s got no reply: %r", product_id, error)
+            return None
+        finally:
+            self.pending.close(request_id)
+
+    def _done(self, product: Product, source: str, started: float) -> RefreshedProduct:
+        elapsed = (self.clock.monotonic() - started) * 1000
+        return RefreshedProduct(product, source, round(elapsed, 1))

@@ -1,0 +1,1 @@
+"""The pure core: products, orders, pricing discrepancies and flags. No I/O, no frameworks."""

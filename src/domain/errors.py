@@ -1,0 +1,127 @@
+"""One rooted error hierarchy; each error has a stable snake_case code. HTTP statuses live in entrypoints."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OrderingError(Exception):
+    """Root of every error the domain and application raise on purpose."""
+
+    code: ClassVar[str] = "ordering_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(OrderingError):
+    code = "invalid_request"
+
+
+class ProductNotFound(OrderingError):
+    code = "product_not_found"
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"Product {product_id} was not found", {"productId": product_id})
+        self.product_id = product_id
+
+
+class ProductUnavailable(OrderingError):
+    """The product cannot be had in the requested quantity (the seed's message, kept verbatim)."""
+
+    code = "product_unavailable"
+
+    def __init__(self, product_id: str, requested: int, available: int) -> None:
+        super().__init__(
+            f"Product {product_id} is not available in the requested quantity",
+            {"productId": product_id, "requested": requested, "available": available},
+        )
+        self.product_id = product_id
+
+
+class ProductDiscontinued(OrderingError):
+    code = "product_discontinued"
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(
+            f"Product {product_id} is discontinued and cannot be ordered",
+            {"productId": product_id},
+        )
+        self.product_id = product_id
+
+
+class ProductInactive(OrderingError):
+    code = "product_inactive"
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"Product {product_id} is inactive and cannot be ordered", {"productId": product_id})
+        self.product_id = product_id
+
+
+class CurrencyMismatch(OrderingError):
+    code = "currency_mismatch"
+
+    def __init__(self, currencies: list[str]) -> None:
+        super().__init__("All products of one order must share a currency", {"currencies": currencies})
+
+
+class OrderNotFound(OrderingError):
+    code = "order_not_found"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"Order {order_id} was not found", {"orderId": order_id})
+
+
+class ProductAlreadyExists(OrderingError):
+    code = "product_already_exists"
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"Product {product_id} already exists", {"productId": product_id})
+
+
+class IdempotencyConflict(OrderingError):
+    """The Idempotency-Key was used before for a different request body."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("This Idempotency-Key was already used for a different order", {"key": key})
+
+
+class DependencyUnavailable(OrderingError):
+    """A collaborator outside the process did not answer; the request may succeed later."""
+
+    code = "dependency_unavailable"
+
+
+class ProductServiceUnavailable(DependencyUnavailable):
+    code = "product_service_unavailable"
+
+    def __init__(self, message: str = "", details: Any = None) -> None:
+        super().__init__(
+            message or "Product Service is currently unavailable and product not in cache",
+            details,
+        )
+
+
+class StoreUnavailable(DependencyUnavailable):
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "", details: Any = None) -> None:
+        super().__init__(message or "The order store is unavailable; try again shortly", details)
+
+
+class CacheUnavailable(DependencyUnavailable):
+    code = "cache_unavailable"
+
+
+class EventBusUnavailable(DependencyUnavailable):
+    code = "event_bus_unavailable"
+
+
+class UndecodableEvent(OrderingError):
+    """A message that can never be handled (bad JSON, missing fields, unknown type or version)."""
+
+    code = "undecodable_event"

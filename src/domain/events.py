@@ -1,0 +1,147 @@
+"""What happened, as data: the payloads of the integration's ten event types (INTERFACE §5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from domain.products import Product
+
+PRODUCT_CREATED = "product.created"
+PRODUCT_UPDATED = "product.updated"
+PRODUCT_PRICE_CHANGED = "product.price_changed"
+PRODUCT_DISCONTINUED = "product.discontinued"
+PRODUCT_AVAILABILITY_CHANGED = "product.availability_changed"
+ORDER_CREATED = "order.created"
+PRODUCT_DETAILS_REQUESTED = "product.details_requested"
+PRODUCT_DETAILS_PROVIDED = "product.details_provided"
+PRODUCT_BATCH_DETAILS_REQUESTED = "product.batch_details_requested"
+PRODUCT_BATCH_DETAILS_PROVIDED = "product.batch_details_provided"
+
+
+@attrs.frozen
+class ProductCreated:
+    product_id: str
+    product: Product
+
+
+@attrs.frozen
+class ProductUpdated:
+    product_id: str
+    product: Product
+
+
+@attrs.frozen
+class PriceChanged:
+    product_id: str
+    old_price: Decimal
+    new_price: Decimal
+    base_price: Decimal
+    version: int
+
+
+@attrs.frozen
+class ProductDiscontinued:
+    product_id: str
+    version: int
+
+
+@attrs.frozen
+class AvailabilityChanged:
+    product_id: str
+    available: bool
+    quantity_available: int
+    version: int
+
+
+@attrs.frozen
+class OrderCreatedItem:
+    product_id: str
+    variant_id: str | None
+    quantity: int
+    unit_price: Decimal
+
+
+@attrs.frozen
+class OrderCreated:
+    order_id: str
+    user_id: str
+    items: tuple[OrderCreatedItem, ...]
+    total_amount: Decimal
+    timestamp: datetime
+
+
+@attrs.frozen
+class ProductDetailsRequested:
+    product_id: str
+    request_id: str
+    callback_event: str
+
+
+@attrs.frozen
+class ProductDetailsProvided:
+    product_id: str
+    request_id: str
+    product_details: Product | None
+
+
+@attrs.frozen
+class ProductBatchDetailsRequested:
+    product_ids: tuple[str, ...]
+    request_id: str
+    callback_event: str
+    refresh_mode: bool | None = None
+
+
+@attrs.frozen
+class ProductBatchDetailsProvided:
+    product_ids: tuple[str, ...]
+    request_id: str
+    products: tuple[Product, ...]
+
+
+EventData = (
+    ProductCreated
+    | ProductUpdated
+    | PriceChanged
+    | ProductDiscontinued
+    | AvailabilityChanged
+    | OrderCreated
+    | ProductDetailsRequested
+    | ProductDetailsProvided
+    | ProductBatchDetailsRequested
+    | ProductBatchDetailsProvided
+)
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    PRODUCT_CREATED: ProductCreated,
+    PRODUCT_UPDATED: ProductUpdated,
+    PRODUCT_PRICE_CHANGED: PriceChanged,
+    PRODUCT_DISCONTINUED: ProductDiscontinued,
+    PRODUCT_AVAILABILITY_CHANGED: AvailabilityChanged,
+    ORDER_CREATED: OrderCreated,
+    PRODUCT_DETAILS_REQUESTED: ProductDetailsRequested,
+    PRODUCT_DETAILS_PROVIDED: ProductDetailsProvided,
+    PRODUCT_BATCH_DETAILS_REQUESTED: ProductBatchDetailsRequested,
+    PRODUCT_BATCH_DETAILS_PROVIDED: ProductBatchDetailsProvided,
+}
+TYPE_OF: dict[type[EventData], str] = {cls: name for name, cls in EVENT_TYPES.items()}
+
+
+def event_type_of(data: EventData) -> str:
+    return TYPE_OF[type(data)]
+
+
+@attrs.frozen
+class Envelope:
+    """Every event on the wire, both directions (INTERFACE §5)."""
+
+    id: str
+    type: str
+    source: str
+    data_version: str
+    timestamp: datetime
+    correlation_id: str
+    data: EventData

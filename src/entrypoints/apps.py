@@ -1,0 +1,242 @@
+"""Application factories: a complete aiohttp application per service (INTERFACE §7).
+
+A factory opens nothing: adapters start and stop with the application through `cleanup_ctx`,
+and each application gets its own container, so two built in one process share no state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from adapters.broker import Broker
+from entrypoints.background import BackgroundTasks, relay_outbox_forever, run_on_schedule
+from entrypoints.consumers import EventConsumer, subscribe_all
+from entrypoints.containers import OrderService, ProductService
+from entrypoints.event_routing import (
+    order_service_consumers,
+    order_service_handlers,
+    product_service_consumers,
+    product_service_handlers,
+)
+from entrypoints.http import order_api, product_api
+from entrypoints.http.errors import error_middleware
+from entrypoints.http.observability import metrics_middleware
+from entrypoints.http.ops import (
+    HEALTH,
+    METRICS,
+    OPENAPI,
+    READINESS,
+    Readiness,
+    add_ops_routes,
+    run_checks,
+)
+from entrypoints.http.parsing import MAX_BODY_BYTES
+from entrypoints.openapi import order_openapi, product_openapi
+from entrypoints.settings import Settings
+
+
+def build_order_container(settings: Settings, broker: Broker | None = None) -> OrderService:
+    container = OrderService()
+    container.core.settings.override(settings)
+    if broker is not None:
+        container.core.broker.override(broker)
+    return container
+
+
+def build_product_container(settings: Settings, broker: Broker | None = None) -> ProductService:
+    container = ProductService()
+    container.core.settings.override(settings)
+    if broker is not None:
+        container.core.broker.override(broker)
+    return container
+
+
+def create_order_app(
+    settings: Settings | None = None, *, container: OrderService | None = None
+) -> web.Application:
+    settings = settings or Settings.from_env()
+    service = container or build_order_container(settings)
+    metrics = service.core.metrics()
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[metrics_middleware(metrics), error_middleware],
+    )
+    app[order_api.ORDER_SERVICE] = service
+    app[order_api.BACKGROUND] = BackgroundTasks()
+    app[METRICS] = metrics
+    app[READINESS] = Readiness()
+    app[OPENAPI] = order_openapi()
+    app[HEALTH] = lambda: order_health(app)
+    app.router.add_routes(order_api.routes)
+    add_ops_routes(app)
+    app.cleanup_ctx.append(order_lifecycle)
+    return app
+
+
+async def order_health(app: web.Application) -> dict[str, Any]:
+    service = app[order_api.ORDER_SERVICE]
+    client = service.product_client()
+    breaker = await client.breaker_state()
+    checks: dict[str, Any] = {
+        "productService": {
+            "status": "up" if breaker == "closed" else "degraded",
+            "circuitBreaker": breaker,
+        },
+        "outbox": {"pending": await _safe_count(service.outbox())},
+        "pendingAsyncRequests": len(service.pending()),
+    }
+    checks.update(await _ready_checks(app))
+    degraded = any(c.get("status") in ("down", "degraded") for c in checks.values() if isinstance(c, dict))
+    return {
+        "status": "degraded" if degraded else "ok",
+        "service": "order-service",
+        "instance": service.settings().instance_id,
+        "checks": checks,
+    }
+
+
+async def _ready_checks(app: web.Application) -> dict[str, dict[str, Any]]:
+    return await run_checks(app[READINESS])
+
+
+async def _safe_count(outbox: Any) -> int | None:
+    try:
+        count: int = await outbox.count()
+    except Exception:
+        return None
+    return count
+
+
+async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    service = app[order_api.ORDER_SERVICE]
+    settings = service.settings()
+    broker = service.core.broker()
+    client = service.product_client()
+    await broker.start()
+    await client.start()
+    app[READINESS].checks["nats"] = _broker_check(broker)
+    consumer_kwargs = {
+        "broker": broker,
+        "processed": service.processed(),
+        "metrics": service.core.metrics(),
+        "clock": service.core.clock(),
+    }
+    handlers = order_service_handlers(service.reactions(), service.pending())
+    subscriptions = await subscribe_all(
+        broker,
+        [
+            (
+                spec,
+                EventConsumer(
+                    name=spec.name,
+                    handlers=handlers,
+                    max_deliver=spec.max_deliver,
+                    **consumer_kwargs,
+                ),
+            )
+            for spec in order_service_consumers(settings.instance_id)
+        ],
+    )
+    app[READINESS].consumers_subscribed = True
+    stop = asyncio.Event()
+    loops = [
+        asyncio.create_task(relay_outbox_forever(service.relay(), service.core.metrics(), stop)),
+        asyncio.create_task(
+            run_on_schedule(settings.refresh_cron, service.refresh_all(), service.core.clock(), stop)
+        ),
+    ]
+    try:
+        yield
+    finally:
+        app[READINESS].consumers_subscribed = False
+        stop.set()
+        service.pending().fail_all()
+        await app[order_api.BACKGROUND].cancel_all()
+        await asyncio.gather(*loops, return_exceptions=True)
+        for subscription in subscriptions:
+            await subscription.stop()
+        await client.close()
+        await broker.close()
+
+
+def _broker_check(broker: Broker) -> Any:
+    async def check() -> dict[str, Any]:
+        return {"status": "up" if await broker.ping() else "down"}
+
+    return check
+
+
+def create_product_app(
+    settings: Settings | None = None, *, container: ProductService | None = None
+) -> web.Application:
+    settings = settings or Settings.from_env()
+    service = container or build_product_container(settings)
+    metrics = service.core.metrics()
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[metrics_middleware(metrics), error_middleware],
+    )
+    app[product_api.PRODUCT_SERVICE] = service
+    app[METRICS] = metrics
+    app[READINESS] = Readiness()
+    app[OPENAPI] = product_openapi()
+    app[HEALTH] = lambda: product_health(app)
+    app.router.add_routes(product_api.routes)
+    add_ops_routes(app)
+    app.cleanup_ctx.append(product_lifecycle)
+    return app
+
+
+async def product_health(app: web.Application) -> dict[str, Any]:
+    service = app[product_api.PRODUCT_SERVICE]
+    checks: dict[str, Any] = {"outbox": {"pending": await _safe_count(service.outbox())}}
+    checks.update(await _ready_checks(app))
+    degraded = any(c.get("status") == "down" for c in checks.values() if isinstance(c, dict))
+    return {
+        "status": "degraded" if degraded else "ok",
+        "service": "product-service",
+        "instance": service.settings().instance_id,
+        "checks": checks,
+    }
+
+
+async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    service = app[product_api.PRODUCT_SERVICE]
+    broker = service.core.broker()
+    await broker.start()
+    app[READINESS].checks["nats"] = _broker_check(broker)
+    handlers = product_service_handlers(service.catalog(), service.answer())
+    subscriptions = await subscribe_all(
+        broker,
+        [
+            (
+                spec,
+                EventConsumer(
+                    name=spec.name,
+                    handlers=handlers,
+                    broker=broker,
+                    processed=service.processed(),
+                    metrics=service.core.metrics(),
+                    clock=service.core.clock(),
+                    max_deliver=spec.max_deliver,
+                ),
+            )
+            for spec in product_service_consumers()
+        ],
+    )
+    app[READINESS].consumers_subscribed = True
+    stop = asyncio.Event()
+    relay = asyncio.create_task(relay_outbox_forever(service.relay(), service.core.metrics(), stop))
+    try:
+        yield
+    finally:
+        app[READINESS].consumers_subscribed = False
+        stop.set()
+        await relay
+        for subscription in subscriptions:
+            await subscription.stop()
+        await broker.close()

@@ -1,0 +1,193 @@
+"""Console scripts `order-service` and `product-service` (INTERFACE §1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from aiohttp import web
+
+from adapters.memory.broker import InMemoryBroker
+from entrypoints.apps import (
+    build_order_container,
+    build_product_container,
+    create_order_app,
+    create_product_app,
+)
+from entrypoints.demo import DEMO_PRODUCTS, seed_demo_catalog
+from entrypoints.http.product_api import PRODUCT_SERVICE
+from entrypoints.logs import configure_logging
+from entrypoints.settings import Settings, SettingsError
+
+DEFAULT_DEV_TOKEN = "dev-admin-token"  # noqa: S105 - printed dev default for make run
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad option: one clear line on stderr, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser(prog: str, embedded: bool) -> OneLineParser:
+    parser = OneLineParser(
+        prog=prog,
+        description=(
+            "Order Service: prices and accepts orders with Product Service data."
+            if prog == "order-service"
+            else "Reference Product Service: catalog, product events, event replies."
+        ),
+        epilog="Every setting can also come from the environment (see README, Settings).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    serve = commands.add_parser("serve", help="run the service until SIGINT/SIGTERM")
+    if embedded:
+        serve.add_argument(
+            "--embedded",
+            action="store_true",
+            help="both services in one process, in-memory adapters, a demo catalog",
+        )
+    serve.add_argument("--host", help="listen address (ORDER/PRODUCT_SERVICE_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (ORDER/PRODUCT_SERVICE_PORT)")
+    serve.add_argument("--product-service-url", help="PRODUCT_SERVICE_URL")
+    serve.add_argument("--redis-url", help="REDIS_URL (unset: in-memory)")
+    serve.add_argument("--nats-url", help="NATS_URL (unset: in-memory event bus)")
+    serve.add_argument("--instance-id", help="INSTANCE_ID")
+    serve.add_argument("--admin-token", help="ADMIN_TOKEN")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--log-format", choices=["json", "console"])
+    return parser
+
+
+def _settings(prog: str, args: argparse.Namespace) -> Settings:
+    side = "order_service" if prog == "order-service" else "product_service"
+    overrides = {
+        f"{side}_host": args.host,
+        f"{side}_port": args.port,
+        "product_service_url": args.product_service_url,
+        "redis_url": args.redis_url,
+        "nats_url": args.nats_url,
+        "instance_id": args.instance_id,
+        "admin_token": args.admin_token,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+    }
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as error:
+        sys.stderr.write(f"{prog}: {error}\n")
+        raise SystemExit(2) from None
+    except (TypeError, ValueError) as error:
+        sys.stderr.write(f"{prog}: invalid setting: {error}\n")
+        raise SystemExit(2) from None
+
+
+async def _serve(sites: list[tuple[web.Application, str, int]], banner: str | None) -> None:
+    runners = []
+    try:
+        for app, host, port in sites:
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            runners.append(runner)
+        if banner:
+            print(banner, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def _embedded_banner(settings: Settings, order_url: str, product_url: str) -> str:
+    chair = DEMO_PRODUCTS[0].id
+    token = settings.admin_token
+    return f"""
+Order Service    {order_url}   (OpenAPI: {order_url}/openapi.json)
+Product Service  {product_url}   (OpenAPI: {product_url}/openapi.json)
+Admin token      {token}
+Mode             embedded: in-memory cache, stores and event bus; demo catalog loaded
+
+Try it:
+  curl -s {product_url}/api/v1/products/{chair}
+  curl -s -X POST {order_url}/api/v1/orders -H 'Content-Type: application/json' \\
+       -d '{{"userId": "u-1", "items": [{{"productId": "{chair}", "quantity": 2}}]}}'
+  curl -s -X PATCH {product_url}/api/v1/products/{chair} -H 'Content-Type: application/json' \\
+       -d '{{"currentPrice": 279.99}}'
+  curl -s -X POST {order_url}/api/v1/orders/<order id>/pricing-validation
+  curl -s -X POST {order_url}/admin/products/{chair}/refresh -H 'Authorization: Bearer {token}'
+  curl -s {order_url}/metrics
+Stop with Ctrl-C.
+"""
+
+
+def order_service_main(argv: Sequence[str] | None = None) -> None:
+    args = _parser("order-service", embedded=True).parse_args(argv)
+    settings = _settings("order-service", args)
+    configure_logging(settings.log_level, settings.log_format, "order-service", settings.instance_id)
+    if not args.embedded:
+        asyncio.run(
+            _serve(
+                [
+                    (
+                        create_order_app(settings),
+                        settings.order_service_host,
+                        settings.order_service_port,
+                    )
+                ],
+                None,
+            )
+        )
+        return
+    import attrs
+
+    if settings.admin_token is None:
+        settings = attrs.evolve(settings, admin_token=DEFAULT_DEV_TOKEN)
+    product_url = f"http://{settings.product_service_host}:{settings.product_service_port}"
+    order_url = f"http://{settings.order_service_host}:{settings.order_service_port}"
+    settings = attrs.evolve(settings, product_service_url=settings.product_service_url or product_url)
+    broker = InMemoryBroker()
+    product_app = create_product_app(settings, container=build_product_container(settings, broker))
+    order_app = create_order_app(settings, container=build_order_container(settings, broker))
+
+    async def seed(app: web.Application) -> None:
+        await seed_demo_catalog(app[PRODUCT_SERVICE].catalog())
+
+    product_app.on_startup.append(seed)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            _serve(
+                [
+                    (product_app, settings.product_service_host, settings.product_service_port),
+                    (order_app, settings.order_service_host, settings.order_service_port),
+                ],
+                _embedded_banner(settings, order_url, product_url),
+            )
+        )
+
+
+def product_service_main(argv: Sequence[str] | None = None) -> None:
+    args = _parser("product-service", embedded=False).parse_args(argv)
+    settings = _settings("product-service", args)
+    configure_logging(settings.log_level, settings.log_format, "product-service", settings.instance_id)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            _serve(
+                [
+                    (
+                        create_product_app(settings),
+                        settings.product_service_host,
+                        settings.product_service_port,
+                    )
+                ],
+                None,
+            )
+        )

@@ -1,0 +1,144 @@
+"""Reliable event consumption: decode, skip duplicates, apply, then ack; retry or dead-letter.
+
+A consumer acknowledges only after the effect is stored. A transient failure (a dependency
+down) is retried with backoff; a message that can never succeed (bad JSON, missing fields,
+unknown type or dataVersion, a handler refusing it) goes to `deadletter.<subject>` with the
+reason and the original payload, and the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import attrs
+
+from adapters.broker import Broker, ConsumerSpec, Delivery, Subscription
+from adapters.metrics import ServiceMetrics
+from adapters.wire.converter import dumps, format_timestamp
+from adapters.wire.event_json import decode
+from application.ports import Clock, ProcessedEvents
+from domain.errors import DependencyUnavailable, OrderingError, UndecodableEvent
+from domain.events import EVENT_TYPES, Envelope
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Envelope], Awaitable[None]]
+
+RETRY_BASE_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+def retry_delay(attempt: int) -> float:
+    return float(min(RETRY_BASE_S * 2 ** (attempt - 1), RETRY_MAX_S))
+
+
+@attrs.frozen
+class EventConsumer:
+    """Turns deliveries into calls of the handler registered for the envelope's type."""
+
+    name: str
+    handlers: Mapping[str, EventHandler]
+    broker: Broker
+    processed: ProcessedEvents
+    metrics: ServiceMetrics
+    clock: Clock
+    max_deliver: int = 10
+
+    async def __call__(self, delivery: Delivery) -> None:
+        try:
+            envelope = decode(delivery.data)
+            handler = self.handlers.get(envelope.type)
+            if handler is None:
+                raise UndecodableEvent(f"{self.name} does not handle {envelope.type}")
+        except UndecodableEvent as poison:
+            await self._dead_letter(delivery, poison.message, event_type="unknown")
+            return
+        if await self._seen(envelope):
+            await delivery.ack()
+            self._count(envelope.type, "duplicate")
+            return
+        try:
+            await handler(envelope)
+        except DependencyUnavailable as error:
+            await self._retry_or_give_up(delivery, envelope, error.message)
+            return
+        except OrderingError as refused:
+            await self._dead_letter(delivery, f"refused: {refused.message}", envelope.type)
+            return
+        try:
+            await self.processed.remember(envelope.id)
+        except DependencyUnavailable as error:
+            log.warning("could not record event %s as processed: %s", envelope.id, error.message)
+        await delivery.ack()
+        self._count(envelope.type, "ack")
+        log.info(
+            "event applied",
+            extra={
+                "eventId": envelope.id,
+                "eventType": envelope.type,
+                "correlationId": envelope.correlation_id,
+            },
+        )
+
+    async def _seen(self, envelope: Envelope) -> bool:
+        try:
+            return await self.processed.seen(envelope.id)
+        except DependencyUnavailable:
+            return False  # effects are idempotent; a rare second effect beats stalling
+
+    async def _retry_or_give_up(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
+        if delivery.attempt >= self.max_deliver:
+            await self._dead_letter(
+                delivery, f"gave up after {delivery.attempt} attempts: {reason}", envelope.type
+            )
+            return
+        delay = retry_delay(delivery.attempt)
+        log.warning("event %s (%s) will be retried in %.1fs: %s", envelope.id, envelope.type, delay, reason)
+        await delivery.nak(delay)
+        self._count(envelope.type, "retry")
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, event_type: str) -> None:
+        subject = f"deadletter.{delivery.subject}"
+        letter = {
+            "reason": reason,
+            "subject": delivery.subject,
+            "consumer": self.name,
+            "attempts": delivery.attempt,
+            "failedAt": format_timestamp(self.clock.now()),
+            "payload": _as_text(delivery.data),
+            "payloadBase64": base64.b64encode(delivery.data).decode("ascii"),
+        }
+        msg_id = hashlib.sha256(self.name.encode() + b"\0" + delivery.data).hexdigest()
+        try:
+            await self.broker.publish(subject, dumps(letter), msg_id)
+        except DependencyUnavailable as error:
+            log.warning("dead letter not stored yet (%s); message will come again", error.message)
+            await delivery.nak(retry_delay(delivery.attempt))
+            self._count(event_type, "retry")
+            return
+        await delivery.term()
+        self._count(event_type, "dead_letter")
+        log.error("event dead-lettered to %s: %s", subject, reason)
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        known = event_type if event_type in _KNOWN_TYPES else "unknown"
+        self.metrics.events_processed.labels(type=known, outcome=outcome).inc()
+
+
+def _as_text(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+_KNOWN_TYPES = frozenset(EVENT_TYPES)
+
+
+async def subscribe_all(
+    broker: Broker, consumers: list[tuple[ConsumerSpec, EventConsumer]]
+) -> list[Subscription]:
+    return [await broker.subscribe(spec, consumer) for spec, consumer in consumers]

@@ -1,0 +1,185 @@
+"""The composition root: one dependency-injector container per service, adapters chosen by settings.
+
+Only Singletons and Factories: nothing connects when the container is built. The aiohttp
+application starts and stops what needs it (see `lifecycle.py`), so in-memory mode opens no
+network connection at all.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from dependency_injector import containers, providers
+
+from adapters.memory.broker import InMemoryBroker
+from adapters.memory.order_store import InMemoryOrderStore
+from adapters.memory.outbox import InMemoryOutbox
+from adapters.memory.product_cache import InMemoryProductCache
+from adapters.memory.product_store import InMemoryProductStore
+from adapters.memory.small_ports import InMemoryLock, InMemoryProcessedEvents
+from adapters.metrics import ServiceMetrics
+from adapters.product_client import HttpProductClient, RetryPolicy
+from adapters.publisher import BrokerEventPublisher
+from adapters.system import SystemClock, UuidIds
+from application.catalog import AnswerDetailsRequests, Catalog
+from application.create_order import CreateOrderHandler
+from application.envelopes import EnvelopeFactory
+from application.flagging import OrderFlagger
+from application.order_queries import GetOrder, ListOrders
+from application.outbox_relay import RelayOutbox
+from application.pricing_validation import RevalidateOnPriceChange, ValidateOrderPricing
+from application.product_events import ProductEventReactions
+from application.product_fetching import ProductFetcher
+from application.refresh import RefreshActiveProducts
+from application.request_reply import PendingReplies, RefreshProductNow
+from domain.events import PRODUCT_BATCH_DETAILS_PROVIDED, PRODUCT_DETAILS_PROVIDED
+from domain.pricing import PricingThresholds
+from entrypoints.settings import Settings
+
+PROCESSED_TTL_S = 7 * 24 * 3600
+"""Beyond JetStream's duplicate window (2 min) and any redelivery horizon."""
+
+
+def reply_subject(event_type: str, instance_id: str) -> str:
+    """Replies to this instance's requests come on a subject of its own."""
+    return f"{event_type}.{instance_id}"
+
+
+def product_service_url(settings: Settings) -> str:
+    return settings.product_service_url or (
+        f"http://{settings.product_service_host}:{settings.product_service_port}"
+    )
+
+
+def thresholds(settings: Settings) -> PricingThresholds:
+    return PricingThresholds(
+        discrepancy_pct=Decimal(settings.price_discrepancy_pct),
+        review_item_pct=Decimal(settings.review_item_pct),
+        review_total_amount=Decimal(settings.review_total_amount),
+    )
+
+
+class Core(containers.DeclarativeContainer):
+    """What every service needs: settings, time, ids, metrics, the broker."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(UuidIds)
+    metrics = providers.Singleton(ServiceMetrics)
+    broker = providers.Singleton(InMemoryBroker)
+
+
+class OrderService(containers.DeclarativeContainer):
+    core = providers.Container(Core)
+    settings = core.settings
+
+    envelopes = providers.Singleton(EnvelopeFactory, source="order-service", clock=core.clock, ids=core.ids)
+    publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
+
+    outbox = providers.Singleton(InMemoryOutbox)
+    orders = providers.Singleton(InMemoryOrderStore, outbox=outbox)
+    cache = providers.Singleton(
+        InMemoryProductCache,
+        clock=core.clock,
+        ttl_s=providers.Callable(lambda s: float(s.cache_ttl_s), settings),
+    )
+    processed = providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S)
+    lock = providers.Singleton(InMemoryLock, clock=core.clock)
+
+    product_client = providers.Singleton(
+        HttpProductClient,
+        base_url=providers.Callable(product_service_url, settings),
+        timeout_s=providers.Callable(lambda s: s.product_request_timeout_ms / 1000, settings),
+        retry=providers.Callable(
+            lambda s: RetryPolicy(
+                max_attempts=s.retry_max_attempts,
+                initial_interval_s=s.retry_initial_interval_ms / 1000,
+            ),
+            settings,
+        ),
+        failure_threshold=providers.Callable(lambda s: s.breaker_failure_threshold, settings),
+        reset_timeout_s=providers.Callable(lambda s: float(s.breaker_reset_timeout_s), settings),
+        metrics=core.metrics,
+    )
+
+    fetcher = providers.Singleton(
+        ProductFetcher,
+        lookup=product_client,
+        cache=cache,
+        telemetry=core.metrics,
+    )
+    flagger = providers.Singleton(OrderFlagger, orders=orders, telemetry=core.metrics)
+    pricing_thresholds = providers.Callable(thresholds, settings)
+
+    create_order = providers.Singleton(
+        CreateOrderHandler,
+        fetcher=fetcher,
+        orders=orders,
+        envelopes=envelopes,
+        clock=core.clock,
+        ids=core.ids,
+    )
+    get_order = providers.Singleton(GetOrder, orders=orders)
+    list_orders = providers.Singleton(ListOrders, orders=orders)
+    validate_pricing = providers.Singleton(
+        ValidateOrderPricing,
+        orders=orders,
+        fetcher=fetcher,
+        flagger=flagger,
+        thresholds=pricing_thresholds,
+    )
+    revalidate = providers.Singleton(
+        RevalidateOnPriceChange,
+        orders=orders,
+        fetcher=fetcher,
+        flagger=flagger,
+        thresholds=pricing_thresholds,
+    )
+    reactions = providers.Singleton(
+        ProductEventReactions, cache=cache, flagger=flagger, revalidate=revalidate
+    )
+    pending = providers.Singleton(PendingReplies)
+    refresh_product = providers.Singleton(
+        RefreshProductNow,
+        pending=pending,
+        publisher=publisher,
+        envelopes=envelopes,
+        fetcher=fetcher,
+        clock=core.clock,
+        ids=core.ids,
+        telemetry=core.metrics,
+        reply_subject=providers.Callable(
+            lambda s: reply_subject(PRODUCT_DETAILS_PROVIDED, s.instance_id), settings
+        ),
+        timeout_s=providers.Callable(lambda s: s.async_request_timeout_ms / 1000, settings),
+    )
+    refresh_all = providers.Singleton(
+        RefreshActiveProducts,
+        cache=cache,
+        publisher=publisher,
+        envelopes=envelopes,
+        clock=core.clock,
+        lock=lock,
+        batch_size=providers.Callable(lambda s: s.refresh_batch_size, settings),
+        batch_delay_s=providers.Callable(lambda s: s.refresh_batch_delay_ms / 1000, settings),
+    )
+    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher)
+    batch_reply_subject = providers.Callable(
+        lambda s: reply_subject(PRODUCT_BATCH_DETAILS_PROVIDED, s.instance_id), settings
+    )
+
+
+class ProductService(containers.DeclarativeContainer):
+    core = providers.Container(Core)
+    settings = core.settings
+
+    envelopes = providers.Singleton(EnvelopeFactory, source="product-service", clock=core.clock, ids=core.ids)
+    publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
+    outbox = providers.Singleton(InMemoryOutbox)
+    store = providers.Singleton(InMemoryProductStore, outbox=outbox)
+    processed = providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S)
+    catalog = providers.Singleton(Catalog, store=store, envelopes=envelopes, clock=core.clock, ids=core.ids)
+    answer = providers.Singleton(
+        AnswerDetailsRequests, catalog=catalog, publisher=publisher, envelopes=envelopes
+    )
+    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher)

@@ -1,0 +1,135 @@
+"""Which events each service consumes, and what it does with each (INTERFACE §5)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from adapters.broker import ConsumerSpec
+from application.catalog import AnswerDetailsRequests, Catalog
+from application.product_events import ProductEventReactions
+from application.request_reply import PendingReplies
+from domain.errors import UndecodableEvent
+from domain.events import (
+    ORDER_CREATED,
+    PRODUCT_AVAILABILITY_CHANGED,
+    PRODUCT_BATCH_DETAILS_PROVIDED,
+    PRODUCT_BATCH_DETAILS_REQUESTED,
+    PRODUCT_CREATED,
+    PRODUCT_DETAILS_PROVIDED,
+    PRODUCT_DETAILS_REQUESTED,
+    PRODUCT_DISCONTINUED,
+    PRODUCT_PRICE_CHANGED,
+    PRODUCT_UPDATED,
+    AvailabilityChanged,
+    Envelope,
+    EventData,
+    OrderCreated,
+    PriceChanged,
+    ProductBatchDetailsProvided,
+    ProductBatchDetailsRequested,
+    ProductCreated,
+    ProductDetailsProvided,
+    ProductDetailsRequested,
+    ProductDiscontinued,
+    ProductUpdated,
+)
+from entrypoints.consumers import EventHandler
+
+D = TypeVar("D", bound=EventData)
+
+ORDER_SERVICE_PRODUCT_EVENTS = (
+    PRODUCT_CREATED,
+    PRODUCT_UPDATED,
+    PRODUCT_PRICE_CHANGED,
+    PRODUCT_DISCONTINUED,
+    PRODUCT_AVAILABILITY_CHANGED,
+    PRODUCT_BATCH_DETAILS_PROVIDED,
+)
+
+
+def data_of(envelope: Envelope, cls: type[D]) -> D:
+    if not isinstance(envelope.data, cls):
+        raise UndecodableEvent(f"{envelope.type} does not carry {cls.__name__}")
+    return envelope.data
+
+
+def order_service_handlers(
+    reactions: ProductEventReactions, pending: PendingReplies
+) -> dict[str, EventHandler]:
+    async def snapshot(envelope: Envelope) -> None:
+        data = envelope.data
+        if not isinstance(data, ProductCreated | ProductUpdated):
+            raise UndecodableEvent(f"{envelope.type} does not carry a product")
+        await reactions.snapshot_arrived(data.product)
+
+    async def price_changed(envelope: Envelope) -> None:
+        await reactions.price_changed(data_of(envelope, PriceChanged))
+
+    async def discontinued(envelope: Envelope) -> None:
+        await reactions.discontinued(data_of(envelope, ProductDiscontinued))
+
+    async def availability_changed(envelope: Envelope) -> None:
+        await reactions.availability_changed(data_of(envelope, AvailabilityChanged))
+
+    async def details_provided(envelope: Envelope) -> None:
+        data = data_of(envelope, ProductDetailsProvided)
+        if data.product_details is not None:
+            await reactions.snapshot_arrived(data.product_details)
+        pending.complete(data.request_id, [data.product_details])
+
+    async def batch_details_provided(envelope: Envelope) -> None:
+        data = data_of(envelope, ProductBatchDetailsProvided)
+        for product in data.products:
+            await reactions.snapshot_arrived(product)
+        pending.complete(data.request_id, list(data.products))
+
+    return {
+        PRODUCT_CREATED: snapshot,
+        PRODUCT_UPDATED: snapshot,
+        PRODUCT_PRICE_CHANGED: price_changed,
+        PRODUCT_DISCONTINUED: discontinued,
+        PRODUCT_AVAILABILITY_CHANGED: availability_changed,
+        PRODUCT_DETAILS_PROVIDED: details_provided,
+        PRODUCT_BATCH_DETAILS_PROVIDED: batch_details_provided,
+    }
+
+
+def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
+    """The product events, shared by every instance; the replies to this instance's requests."""
+    return [
+        ConsumerSpec(name="order-service", subjects=ORDER_SERVICE_PRODUCT_EVENTS),
+        ConsumerSpec(
+            name=f"order-service-replies-{instance_id}",
+            subjects=(
+                f"{PRODUCT_DETAILS_PROVIDED}.{instance_id}",
+                f"{PRODUCT_BATCH_DETAILS_PROVIDED}.{instance_id}",
+            ),
+            durable=False,
+        ),
+    ]
+
+
+def product_service_handlers(catalog: Catalog, answer: AnswerDetailsRequests) -> dict[str, EventHandler]:
+    async def details_requested(envelope: Envelope) -> None:
+        await answer.one(data_of(envelope, ProductDetailsRequested), envelope.correlation_id)
+
+    async def batch_details_requested(envelope: Envelope) -> None:
+        await answer.batch(data_of(envelope, ProductBatchDetailsRequested), envelope.correlation_id)
+
+    async def order_created(envelope: Envelope) -> None:
+        await catalog.reserve_for_order(data_of(envelope, OrderCreated))
+
+    return {
+        PRODUCT_DETAILS_REQUESTED: details_requested,
+        PRODUCT_BATCH_DETAILS_REQUESTED: batch_details_requested,
+        ORDER_CREATED: order_created,
+    }
+
+
+def product_service_consumers() -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec(
+            name="product-service",
+            subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED, ORDER_CREATED),
+        )
+    ]

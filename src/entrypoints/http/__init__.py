@@ -1,0 +1,1 @@
+"""The aiohttp side of both services: routes, error mapping, request parsing."""

@@ -1,0 +1,133 @@
+"""The Order Service's HTTP API (INTERFACE §4)."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from adapters.wire.http_json import discrepancy_to_wire, order_to_wire, product_to_wire
+from application.create_order import CreateOrder
+from domain.errors import InvalidRequest, ProductNotFound
+from domain.orders import OrderFlag, OrderLine
+from entrypoints.background import BackgroundTasks
+from entrypoints.containers import OrderService
+from entrypoints.http.errors import error_response, ordering_error_response
+from entrypoints.http.parsing import json_response, read_body
+from entrypoints.http.schemas import CreateOrderRequest, check_id, check_order
+
+ORDER_SERVICE = web.AppKey("order_service", OrderService)
+BACKGROUND = web.AppKey("background", BackgroundTasks)
+
+routes = web.RouteTableDef()
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@routes.post("/api/v1/orders")
+async def create_order(request: web.Request) -> web.Response:
+    service = request.app[ORDER_SERVICE]
+    body = await read_body(request, CreateOrderRequest)
+    check_order(body)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise InvalidRequest(
+            f"Invalid header Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            {"field": "Idempotency-Key"},
+        )
+    placed = await service.create_order()(
+        CreateOrder(
+            user_id=body.user_id,
+            lines=tuple(OrderLine(item.product_id, item.quantity, item.variant_id) for item in body.items),
+            idempotency_key=key,
+        )
+    )
+    response = json_response(order_to_wire(placed.order), status=201 if placed.created else 200)
+    response.headers["Location"] = f"/api/v1/orders/{placed.order.id}"
+    return response
+
+
+@routes.get("/api/v1/orders/{id}")
+async def get_order(request: web.Request) -> web.Response:
+    order = await request.app[ORDER_SERVICE].get_order()(request.match_info["id"])
+    return json_response(order_to_wire(order))
+
+
+@routes.get("/api/v1/orders")
+async def list_orders(request: web.Request) -> web.Response:
+    product_id = request.query.get("productId")
+    flag_text = request.query.get("flag")
+    unknown = sorted(set(request.query) - {"productId", "flag", "limit"})
+    if unknown:
+        raise InvalidRequest(f"Unknown query parameter {unknown[0]}", {"field": unknown[0]})
+    if product_id is not None:
+        check_id("productId", product_id)
+    flag = None
+    if flag_text is not None:
+        try:
+            flag = OrderFlag(flag_text)
+        except ValueError:
+            raise InvalidRequest(
+                f"Invalid field flag: must be one of {', '.join(OrderFlag)}", {"field": "flag"}
+            ) from None
+    limit_text = request.query.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        raise InvalidRequest("Invalid field limit: an integer 1..1000", {"field": "limit"})
+    orders = await request.app[ORDER_SERVICE].list_orders()(product_id, flag, int(limit_text))
+    return json_response({"items": [order_to_wire(o) for o in orders]})
+
+
+@routes.post("/api/v1/orders/{id}/pricing-validation")
+async def validate_pricing(request: web.Request) -> web.Response:
+    result = await request.app[ORDER_SERVICE].validate_pricing()(request.match_info["id"])
+    return json_response(discrepancy_to_wire(result))
+
+
+def check_admin(request: web.Request) -> web.Response | None:
+    """Bearer token compared in constant time; None when the caller may pass."""
+    token = request.app[ORDER_SERVICE].settings().admin_token
+    if token is None:
+        return error_response(
+            403,
+            "admin_disabled",
+            "Admin routes are disabled; set ADMIN_TOKEN and send 'Authorization: Bearer <token>'",
+        )
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return error_response(
+            401,
+            "unauthorized",
+            "Send 'Authorization: Bearer <ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return error_response(403, "forbidden", "The admin token is wrong")
+    return None
+
+
+@routes.post("/admin/refresh")
+async def refresh_all(request: web.Request) -> web.Response:
+    if (refused := check_admin(request)) is not None:
+        return refused
+    request.app[BACKGROUND].start(request.app[ORDER_SERVICE].refresh_all()())
+    return json_response({"status": "started"}, status=202)
+
+
+@routes.post("/admin/products/{id}/refresh")
+async def refresh_product(request: web.Request) -> web.Response:
+    if (refused := check_admin(request)) is not None:
+        return refused
+    product_id = request.match_info["id"]
+    check_id("id", product_id)
+    try:
+        refreshed = await request.app[ORDER_SERVICE].refresh_product()(product_id)
+    except ProductNotFound as missing:
+        return ordering_error_response(missing, not_found_status=404)
+    return json_response(
+        {
+            "product": product_to_wire(refreshed.product),
+            "source": refreshed.source,
+            "elapsedMs": refreshed.elapsed_ms,
+        }
+    )

@@ -1,0 +1,38 @@
+"""Reading request bodies: JSON only, exact Decimal numbers, strict structure, 1 MiB at most."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from adapters.wire.converter import dumps, loads, structure_or_reject
+from adapters.wire.http_json import REQUESTS
+from domain.errors import InvalidRequest
+
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; a JSON object is expected")
+    try:
+        return loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not UTF-8") from None
+    except (ValueError, RecursionError) as error:
+        raise InvalidRequest("The request body is not valid JSON", {"reason": str(error)}) from None
+
+
+async def read_body(request: web.Request, cls: type[T]) -> T:
+    payload = await read_json(request)
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    return structure_or_reject(REQUESTS, payload, cls)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=dumps(body), content_type="application/json")

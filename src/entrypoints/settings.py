@@ -1,0 +1,170 @@
+"""Settings (INTERFACE §2): read from the environment, validated once, one clear line per mistake."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+from croniter import croniter
+
+
+class SettingsError(ValueError):
+    """A bad setting; the message names it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"invalid setting {name}: {problem}")
+        self.name = name
+
+
+def _positive(name: str) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, __: Any, value: Any) -> None:
+        if value <= 0:
+            raise SettingsError(name, f"must be greater than 0, got {value}")
+
+    return check
+
+
+def _port(name: str) -> Callable[[Any, Any, int], None]:
+    def check(_: Any, __: Any, value: int) -> None:
+        if not 0 <= value <= 65535:
+            raise SettingsError(name, f"must be a port number 0..65535, got {value}")
+
+    return check
+
+
+def _urls(name: str, schemes: tuple[str, ...]) -> Callable[[Any, Any, str | None], None]:
+    def check(_: Any, __: Any, value: str | None) -> None:
+        if value is None:
+            return
+        for url in value.split(","):
+            parts = urlsplit(url.strip())
+            if parts.scheme not in schemes or not parts.hostname:
+                raise SettingsError(name, f"expected {' or '.join(schemes)}:// URL(s)")
+
+    return check
+
+
+def _cron(_: Any, __: Any, value: str) -> None:
+    if not croniter.is_valid(value):
+        raise SettingsError("REFRESH_CRON", f"not a cron expression: {value!r}")
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, Any, str], None]:
+    def check(_: Any, __: Any, value: str) -> None:
+        if value not in choices:
+            raise SettingsError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+def _new_instance_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Every setting of both services; unset means INTERFACE §2's default."""
+
+    order_service_host: str = "127.0.0.1"
+    order_service_port: int = attrs.field(default=8080, validator=_port("ORDER_SERVICE_PORT"))
+    product_service_host: str = "127.0.0.1"
+    product_service_port: int = attrs.field(default=8081, validator=_port("PRODUCT_SERVICE_PORT"))
+    product_service_url: str | None = attrs.field(
+        default=None, validator=_urls("PRODUCT_SERVICE_URL", ("http", "https"))
+    )
+    redis_url: str | None = attrs.field(default=None, validator=_urls("REDIS_URL", ("redis", "rediss")))
+    nats_url: str | None = attrs.field(default=None, validator=_urls("NATS_URL", ("nats", "tls")))
+    nats_stream_replicas: int = attrs.field(default=1, validator=_positive("NATS_STREAM_REPLICAS"))
+    instance_id: str = attrs.field(factory=_new_instance_id)
+    product_request_timeout_ms: int = attrs.field(
+        default=500, validator=_positive("PRODUCT_REQUEST_TIMEOUT_MS")
+    )
+    retry_max_attempts: int = attrs.field(default=4, validator=_positive("RETRY_MAX_ATTEMPTS"))
+    retry_initial_interval_ms: int = attrs.field(
+        default=1000, validator=_positive("RETRY_INITIAL_INTERVAL_MS")
+    )
+    breaker_failure_threshold: int = attrs.field(default=3, validator=_positive("BREAKER_FAILURE_THRESHOLD"))
+    breaker_reset_timeout_s: float = attrs.field(default=30.0, validator=_positive("BREAKER_RESET_TIMEOUT_S"))
+    cache_ttl_s: int = attrs.field(default=3600, validator=_positive("CACHE_TTL_S"))
+    async_request_timeout_ms: int = attrs.field(default=5000, validator=_positive("ASYNC_REQUEST_TIMEOUT_MS"))
+    refresh_cron: str = attrs.field(default="0 */2 * * *", validator=_cron)
+    refresh_batch_size: int = attrs.field(default=50, validator=_positive("REFRESH_BATCH_SIZE"))
+    refresh_batch_delay_ms: int = attrs.field(default=1000)
+    price_discrepancy_pct: Decimal = attrs.field(default=Decimal("1.0"))
+    review_item_pct: Decimal = attrs.field(default=Decimal("10"))
+    review_total_amount: Decimal = attrs.field(default=Decimal("10"))
+    admin_token: str | None = None
+    log_level: str = attrs.field(
+        default="INFO", validator=_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
+    )
+    log_format: str = attrs.field(default="json", validator=_choice("LOG_FORMAT", ("json", "console")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.refresh_batch_delay_ms < 0:
+            raise SettingsError("REFRESH_BATCH_DELAY_MS", "must be 0 or more")
+        for name in ("price_discrepancy_pct", "review_item_pct", "review_total_amount"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+                raise SettingsError(name.upper(), f"must be a number of 0 or more, got {value}")
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise SettingsError("ADMIN_TOKEN", "must not be blank when set")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every variable of INTERFACE §2; `overrides` (CLI flags) win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            name = field.name.upper()
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(name, raw, field.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as an operator may see them: no credentials, no token."""
+        shown = attrs.asdict(self)
+        for name in ("redis_url", "nats_url", "product_service_url"):
+            shown[name] = mask_url(shown[name])
+        shown["admin_token"] = "set" if self.admin_token else None
+        return shown
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    text = raw.strip()
+    try:
+        if kind in ("int", int):
+            return int(text)
+        if kind in ("float", float):
+            return float(text)
+        if kind in ("Decimal", Decimal):
+            return Decimal(text)
+    except (ValueError, InvalidOperation):
+        expected = {"int": "an integer", "float": "a number", "Decimal": "a number"}
+        raise SettingsError(name, f"expected {expected.get(str(kind), 'a number')}, got {raw!r}") from None
+    return text
+
+
+def mask_url(value: str | None) -> str | None:
+    """`redis://user:secret@host` -> `redis://user:***@host`, for each URL of a list."""
+    if value is None:
+        return None
+    masked = []
+    for url in value.split(","):
+        parts = urlsplit(url.strip())
+        if parts.password is None and parts.username is None:
+            masked.append(url.strip())
+            continue
+        user = parts.username or ""
+        secret = f"{user}:***" if parts.password is not None else "***"
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        masked.append(parts._replace(netloc=f"{secret}@{host}{port}").geturl())
+    return ",".join(masked)
