@@ -44,9 +44,15 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
+## pact-publish: pacts/ (written by make contract) to the broker at PACT_BROKER_URL; credentials come from
+## PACT_BROKER_TOKEN or PACT_BROKER_USERNAME/PACT_BROKER_PASSWORD, read by pact-broker itself
 pact-publish:
 	@test -n "$$PACT_BROKER_URL" || { echo "PACT_BROKER_URL is not set" >&2; exit 1; }
-	npx --yes @pact-foundation/pact-cli publish pacts --consumer-app-version "$$(git rev-parse --short HEAD)" --broker-base-url "$$PACT_BROKER_URL"
+	@ls pacts/*.json >/dev/null 2>&1 || { echo "pacts/ holds no pact: run make contract first" >&2; exit 1; }
+	npx --yes --package=@pact-foundation/pact-cli@16 pact-broker publish pacts \
+		--consumer-app-version="$$(git rev-parse --short HEAD)" \
+		--branch="$$(git rev-parse --abbrev-ref HEAD)" \
+		--broker-base-url="$$PACT_BROKER_URL"
 
 clean:
 	rm -rf $(VENV) pacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@ once the reset timeout passes, a single probe call decides whether it closes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from adapters.metrics import ServiceMetrics
@@ -120,6 +122,8 @@ class HttpProductClient:
             )
 
     async def close(self) -> None:
+        for call in list(self._in_flight.values()):
+            call.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -142,24 +146,23 @@ class HttpProductClient:
         return product
 
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]:
-        """Batch lookup; concurrent lookups of the same ids share one upstream call."""
+        """Batch lookup; concurrent lookups of the same ids share one upstream call.
+
+        The call runs in a task of its own: a caller that gives up (is cancelled) does not take
+        the call away from the others waiting on it.
+        """
         key = tuple(sorted(set(product_ids)))
         shared = self._in_flight.get(key)
-        if shared is not None:
-            return dict(await asyncio.shield(shared))
-        future: asyncio.Future[dict[str, Product]] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            found = await self._get_batches(key)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: waiters re-raise it, nobody else has to
-            raise
-        else:
-            future.set_result(found)
-            return found
-        finally:
-            del self._in_flight[key]
+        if shared is None:
+            shared = asyncio.ensure_future(self._get_batches(key))
+            self._in_flight[key] = shared
+            shared.add_done_callback(functools.partial(self._shared_call_done, key))
+        return dict(await asyncio.shield(shared))
+
+    def _shared_call_done(self, key: tuple[str, ...], call: asyncio.Future[dict[str, Product]]) -> None:
+        self._in_flight.pop(key, None)
+        if not call.cancelled():
+            call.exception()  # retrieved: waiters re-raise it, nobody else has to
 
     async def _get_batches(self, ids: Sequence[str]) -> dict[str, Product]:
         found: dict[str, Product] = {}
@@ -204,9 +207,10 @@ class HttpProductClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited) and error.retry_after_s is not None:
             return error.retry_after_s
-        backoff = wait_exponential_jitter(
-            initial=self.retry.initial_interval_s, max=self.retry.max_interval_s
-        )
+        # jitter on the interval's own scale (wait_exponential_jitter adds up to a whole second)
+        backoff = wait_exponential(
+            multiplier=self.retry.initial_interval_s, max=self.retry.max_interval_s
+        ) + wait_random(0, self.retry.initial_interval_s)
         return float(backoff(state))
 
     async def _through_breaker(

@@ -25,26 +25,34 @@ class ProductEventReactions:
 
     async def snapshot_arrived(self, product: Product) -> None:
         """product.created / product.updated / *_details_provided: newest version wins."""
-        await self.cache.put(product)
+        if not await self.cache.put(product) and await self._superseded(product.id, product.version):
+            return
         if product.status is ProductStatus.DISCONTINUED:
             await self.flagger.flag_orders_holding(product.id, OrderFlag.DISCONTINUED_PRODUCT)
 
     async def price_changed(self, event: PriceChanged) -> None:
-        await self._patch_cached(
+        superseded = await self._patch_cached(
             event.product_id,
             event.version,
             lambda p: attrs.evolve(
                 p, current_price=event.new_price, base_price=event.base_price, version=event.version
             ),
         )
+        if superseded:
+            log.info(
+                "price change v%s of %s ignored: a newer version is known", event.version, event.product_id
+            )
+            return
         await self.revalidate(event.product_id, event.new_price)
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
-        await self._patch_cached(
+        superseded = await self._patch_cached(
             event.product_id,
             event.version,
             lambda p: attrs.evolve(p, status=ProductStatus.DISCONTINUED, version=event.version),
         )
+        if superseded:
+            return  # a newer version is known: it says whether the product is still discontinued
         await self.flagger.flag_orders_holding(event.product_id, OrderFlag.DISCONTINUED_PRODUCT)
 
     async def availability_changed(self, event: AvailabilityChanged) -> None:
@@ -56,8 +64,8 @@ class ProductEventReactions:
 
     async def _patch_cached(
         self, product_id: str, version: int, change: Callable[[Product], Product]
-    ) -> None:
-        """Apply a partial event only on top of the version just before it.
+    ) -> bool:
+        """Apply a partial event only on top of the version just before it; True when a newer one is cached.
 
         A partial event carries one aspect of a change; the full snapshot travels in the
         `product.updated` of the same version. Applying it over an older snapshot would stamp
@@ -66,3 +74,9 @@ class ProductEventReactions:
         cached = (await self.cache.get_many([product_id])).get(product_id)
         if cached is not None and cached.version == version - 1:
             await self.cache.put(change(cached))
+        return cached is not None and cached.version > version
+
+    async def _superseded(self, product_id: str, version: int) -> bool:
+        """True when the cache holds a strictly newer version (an equal one is a redelivery)."""
+        cached = (await self.cache.get_many([product_id])).get(product_id)
+        return cached is not None and cached.version > version

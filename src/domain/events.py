@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import attrs
 
-from domain.products import Product
+from domain.money import normalize_money
+from domain.products import Product, check_money, check_version
 
 PRODUCT_CREATED = "product.created"
 PRODUCT_UPDATED = "product.updated"
@@ -36,32 +37,32 @@ class ProductUpdated:
 @attrs.frozen
 class PriceChanged:
     product_id: str
-    old_price: Decimal
-    new_price: Decimal
-    base_price: Decimal
-    version: int
+    old_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
+    new_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
+    base_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
+    version: int = attrs.field(validator=check_version)
 
 
 @attrs.frozen
 class ProductDiscontinued:
     product_id: str
-    version: int
+    version: int = attrs.field(validator=check_version)
 
 
 @attrs.frozen
 class AvailabilityChanged:
     product_id: str
     available: bool
-    quantity_available: int
-    version: int
+    quantity_available: int = attrs.field(validator=attrs.validators.ge(0))
+    version: int = attrs.field(validator=check_version)
 
 
 @attrs.frozen
 class OrderCreatedItem:
     product_id: str
     variant_id: str | None
-    quantity: int
-    unit_price: Decimal
+    quantity: int = attrs.field(validator=attrs.validators.ge(1))
+    unit_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
 
 
 @attrs.frozen

@@ -20,3 +20,12 @@ def is_money(value: object) -> bool:
 
 def to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def normalize_money(value: object) -> object:
+    """An attrs converter: an exact cent amount gets exactly two places (19.990 -> 19.99,
+    1E+2 -> 100.00, -0.00 -> 0.00); anything else is left for the validator to refuse."""
+    if is_money(value):
+        assert isinstance(value, Decimal)
+        return to_cents(value) + Decimal("0.00")
+    return value

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import attrs
 
-from domain.money import is_money
+from domain.money import is_money, normalize_money
 
 
 class ProductStatus(enum.StrEnum):
@@ -17,9 +17,16 @@ class ProductStatus(enum.StrEnum):
     DISCONTINUED = "DISCONTINUED"
 
 
-def _money(_: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+def check_money(_: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+    """An attrs validator: a money amount as `is_money` defines it."""
     if not is_money(value):
         raise ValueError(f"{attribute.name} must be a non-negative Decimal with at most 2 decimals")
+
+
+def check_version(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    """An attrs validator: versions count changes from 1, so 0 or less is corrupt data."""
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be 1 or more, got {value}")
 
 
 @attrs.frozen
@@ -28,12 +35,12 @@ class Product:
 
     id: str
     name: str
-    base_price: Decimal = attrs.field(validator=_money)
-    current_price: Decimal = attrs.field(validator=_money)
+    base_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
+    current_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
     currency: str
     status: ProductStatus
-    quantity_available: int
-    version: int
+    quantity_available: int = attrs.field(validator=attrs.validators.ge(0))
+    version: int = attrs.field(validator=check_version)
     updated_at: datetime
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.broker import Broker
+from adapters.redis.client import RedisClient
 from entrypoints.background import BackgroundTasks, relay_outbox_forever, run_on_schedule
 from entrypoints.consumers import EventConsumer, subscribe_all
 from entrypoints.containers import OrderService, ProductService
@@ -118,7 +119,10 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
     client = service.product_client()
     await broker.start()
     await client.start()
-    app[READINESS].checks["nats"] = _broker_check(broker)
+    if settings.nats_url:
+        app[READINESS].checks["nats"] = _broker_check(broker)
+    if settings.redis_url:
+        app[READINESS].checks["redis"] = _redis_check(service.redis_client())
     consumer_kwargs = {
         "broker": broker,
         "processed": service.processed(),
@@ -161,6 +165,15 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
             await subscription.stop()
         await client.close()
         await broker.close()
+        if settings.redis_url:
+            await service.redis_client().close()
+
+
+def _redis_check(client: RedisClient) -> Any:
+    async def check() -> dict[str, Any]:
+        return {"status": "up" if await client.ping() else "down"}
+
+    return check
 
 
 def _broker_check(broker: Broker) -> Any:
@@ -206,9 +219,13 @@ async def product_health(app: web.Application) -> dict[str, Any]:
 
 async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
     service = app[product_api.PRODUCT_SERVICE]
+    redis_url = service.settings().redis_url
     broker = service.core.broker()
     await broker.start()
-    app[READINESS].checks["nats"] = _broker_check(broker)
+    if service.settings().nats_url:
+        app[READINESS].checks["nats"] = _broker_check(broker)
+    if redis_url:
+        app[READINESS].checks["redis"] = _redis_check(service.redis_client())
     handlers = product_service_handlers(service.catalog(), service.answer())
     subscriptions = await subscribe_all(
         broker,
@@ -240,3 +257,5 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
         for subscription in subscriptions:
             await subscription.stop()
         await broker.close()
+        if redis_url:
+            await service.redis_client().close()

@@ -68,6 +68,10 @@ class EventConsumer:
         except OrderingError as refused:
             await self._dead_letter(delivery, f"refused: {refused.message}", envelope.type)
             return
+        except Exception as unexpected:  # a bug or an unforeseen failure: retried, then dead-lettered
+            log.exception("handler of %s failed unexpectedly", envelope.type)
+            await self._retry_or_give_up(delivery, envelope, f"unexpected {type(unexpected).__name__}")
+            return
         try:
             await self.processed.remember(envelope.id)
         except DependencyUnavailable as error:
@@ -111,7 +115,8 @@ class EventConsumer:
             "payload": _as_text(delivery.data),
             "payloadBase64": base64.b64encode(delivery.data).decode("ascii"),
         }
-        msg_id = hashlib.sha256(self.name.encode() + b"\0" + delivery.data).hexdigest()
+        # the subject too: the same bytes arriving on two subjects are two dead letters, not one
+        msg_id = hashlib.sha256(f"{self.name}\0{delivery.subject}\0".encode() + delivery.data).hexdigest()
         try:
             await self.broker.publish(subject, dumps(letter), msg_id)
         except DependencyUnavailable as error:

@@ -18,8 +18,16 @@ from adapters.memory.product_cache import InMemoryProductCache
 from adapters.memory.product_store import InMemoryProductStore
 from adapters.memory.small_ports import InMemoryLock, InMemoryProcessedEvents
 from adapters.metrics import ServiceMetrics
+from adapters.nats import JetStreamBroker
 from adapters.product_client import HttpProductClient, RetryPolicy
 from adapters.publisher import BrokerEventPublisher
+from adapters.redis.client import RedisClient
+from adapters.redis.keys import ORDER_SERVICE, PRODUCT_SERVICE, Keyspace
+from adapters.redis.order_store import RedisOrderStore
+from adapters.redis.outbox import RedisOutbox
+from adapters.redis.product_cache import RedisProductCache
+from adapters.redis.product_store import RedisProductStore
+from adapters.redis.small_ports import RedisLock, RedisProcessedEvents
 from adapters.system import SystemClock, UuidIds
 from application.catalog import AnswerDetailsRequests, Catalog
 from application.create_order import CreateOrderHandler
@@ -51,6 +59,16 @@ def product_service_url(settings: Settings) -> str:
     )
 
 
+def storage_backend(settings: Settings) -> str:
+    """What the storage Selectors pick: `redis` when REDIS_URL is set, else `memory`."""
+    return "redis" if settings.redis_url else "memory"
+
+
+def event_bus_backend(settings: Settings) -> str:
+    """What the broker Selector picks: `nats` (JetStream) when NATS_URL is set, else `memory`."""
+    return "nats" if settings.nats_url else "memory"
+
+
 def thresholds(settings: Settings) -> PricingThresholds:
     return PricingThresholds(
         discrepancy_pct=Decimal(settings.price_discrepancy_pct),
@@ -66,7 +84,18 @@ class Core(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
     metrics = providers.Singleton(ServiceMetrics)
-    broker = providers.Singleton(InMemoryBroker)
+    # A Singleton per backend, built only when picked and never connected at construction:
+    # the app lifecycle starts and closes it.
+    broker = providers.Selector(
+        providers.Callable(event_bus_backend, settings),
+        memory=providers.Singleton(InMemoryBroker),
+        nats=providers.Singleton(
+            JetStreamBroker,
+            servers=providers.Callable(lambda s: s.nats_url, settings),
+            stream_replicas=providers.Callable(lambda s: s.nats_stream_replicas, settings),
+            client_name=providers.Callable(lambda s: f"instance-{s.instance_id}", settings),
+        ),
+    )
 
 
 class OrderService(containers.DeclarativeContainer):
@@ -76,15 +105,39 @@ class OrderService(containers.DeclarativeContainer):
     envelopes = providers.Singleton(EnvelopeFactory, source="order-service", clock=core.clock, ids=core.ids)
     publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
 
-    outbox = providers.Singleton(InMemoryOutbox)
-    orders = providers.Singleton(InMemoryOrderStore, outbox=outbox)
-    cache = providers.Singleton(
-        InMemoryProductCache,
-        clock=core.clock,
-        ttl_s=providers.Callable(lambda s: float(s.cache_ttl_s), settings),
+    # Storage: Redis when REDIS_URL is set, else the in-memory twins. The client is a Singleton
+    # (not a Resource) so it is built only when picked; the app lifecycle closes it.
+    storage = providers.Callable(storage_backend, settings)
+    redis_client = providers.Singleton(RedisClient, url=providers.Callable(lambda s: s.redis_url, settings))
+    redis_keys = providers.Object(Keyspace(ORDER_SERVICE))
+    cache_ttl_s = providers.Callable(lambda s: float(s.cache_ttl_s), settings)
+    outbox = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryOutbox),
+        redis=providers.Singleton(RedisOutbox, client=redis_client, keys=redis_keys),
     )
-    processed = providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S)
-    lock = providers.Singleton(InMemoryLock, clock=core.clock)
+    orders = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryOrderStore, outbox=outbox),
+        redis=providers.Singleton(RedisOrderStore, client=redis_client, keys=redis_keys, outbox=outbox),
+    )
+    cache = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryProductCache, clock=core.clock, ttl_s=cache_ttl_s),
+        redis=providers.Singleton(RedisProductCache, client=redis_client, keys=redis_keys, ttl_s=cache_ttl_s),
+    )
+    processed = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S),
+        redis=providers.Singleton(
+            RedisProcessedEvents, client=redis_client, keys=redis_keys, ttl_s=PROCESSED_TTL_S
+        ),
+    )
+    lock = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryLock, clock=core.clock),
+        redis=providers.Singleton(RedisLock, client=redis_client, keys=redis_keys),
+    )
 
     product_client = providers.Singleton(
         HttpProductClient,
@@ -163,7 +216,7 @@ class OrderService(containers.DeclarativeContainer):
         batch_size=providers.Callable(lambda s: s.refresh_batch_size, settings),
         batch_delay_s=providers.Callable(lambda s: s.refresh_batch_delay_ms / 1000, settings),
     )
-    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher)
+    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock)
     batch_reply_subject = providers.Callable(
         lambda s: reply_subject(PRODUCT_BATCH_DETAILS_PROVIDED, s.instance_id), settings
     )
@@ -175,11 +228,33 @@ class ProductService(containers.DeclarativeContainer):
 
     envelopes = providers.Singleton(EnvelopeFactory, source="product-service", clock=core.clock, ids=core.ids)
     publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
-    outbox = providers.Singleton(InMemoryOutbox)
-    store = providers.Singleton(InMemoryProductStore, outbox=outbox)
-    processed = providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S)
+    storage = providers.Callable(storage_backend, settings)
+    redis_client = providers.Singleton(RedisClient, url=providers.Callable(lambda s: s.redis_url, settings))
+    redis_keys = providers.Object(Keyspace(PRODUCT_SERVICE))
+    outbox = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryOutbox),
+        redis=providers.Singleton(RedisOutbox, client=redis_client, keys=redis_keys),
+    )
+    store = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryProductStore, outbox=outbox),
+        redis=providers.Singleton(RedisProductStore, client=redis_client, keys=redis_keys, outbox=outbox),
+    )
+    processed = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S),
+        redis=providers.Singleton(
+            RedisProcessedEvents, client=redis_client, keys=redis_keys, ttl_s=PROCESSED_TTL_S
+        ),
+    )
     catalog = providers.Singleton(Catalog, store=store, envelopes=envelopes, clock=core.clock, ids=core.ids)
     answer = providers.Singleton(
         AnswerDetailsRequests, catalog=catalog, publisher=publisher, envelopes=envelopes
     )
-    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher)
+    lock = providers.Selector(
+        storage,
+        memory=providers.Singleton(InMemoryLock, clock=core.clock),
+        redis=providers.Singleton(RedisLock, client=redis_client, keys=redis_keys),
+    )
+    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock)

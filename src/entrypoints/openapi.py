@@ -29,9 +29,21 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _json(ERROR, text[code]) for code in codes}
 
 
-MONEY = {"type": "number", "minimum": 0, "multipleOf": 0.01}
+MONEY = {"type": "number", "minimum": 0, "exclusiveMaximum": 1000000000, "multipleOf": 0.01}
+AMOUNT = {"type": "number", "minimum": 0, "multipleOf": 0.01}
+"""A sum of prices times quantities: not bounded like one price."""
 TIMESTAMP = {"type": "string", "format": "date-time"}
 ID = {"type": "string", "minLength": 1, "maxLength": 128}
+NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""Some character that is not whitespace, as Python's str.isspace (the server's test) has it."""
+NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK}
+PATCHABLE: dict[str, Any] = {
+    "name": NAME,
+    "basePrice": MONEY,
+    "currentPrice": MONEY,
+    "status": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "DISCONTINUED"]},
+    "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": 1000000000},
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -86,8 +98,8 @@ SCHEMAS: dict[str, Any] = {
             "quantityAvailable",
         ],
         "properties": {
-            "id": ID,
-            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "id": {"oneOf": [ID, {"type": "null"}], "description": "null or absent: one is made up"},
+            "name": NAME,
             "basePrice": MONEY,
             "currentPrice": MONEY,
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
@@ -97,15 +109,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "ProductPatch": {
         "type": "object",
+        "description": "A null field is the same as one left out; at least one field must be non-null.",
         "additionalProperties": False,
-        "minProperties": 1,
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "basePrice": MONEY,
-            "currentPrice": MONEY,
-            "status": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "DISCONTINUED"]},
-            "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": 1000000000},
-        },
+        "properties": {name: {"oneOf": [schema, {"type": "null"}]} for name, schema in PATCHABLE.items()},
+        "anyOf": [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in PATCHABLE
+        ],
     },
     "BatchRequest": {
         "type": "object",
@@ -167,7 +176,7 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             },
-            "totalAmount": MONEY,
+            "totalAmount": AMOUNT,
             "currency": {"type": "string"},
             "flags": {
                 "type": "array",
@@ -283,7 +292,7 @@ def order_openapi() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                     }
                 ],
                 "requestBody": {

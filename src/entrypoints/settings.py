@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import attrs
 from croniter import croniter
@@ -62,6 +62,15 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, Any, str], No
     return check
 
 
+def _shown_url(value: str | None) -> str:
+    """How a URL setting shows in repr(settings): credentials masked."""
+    return repr(mask_url(value))
+
+
+def _shown_secret(value: str | None) -> str:
+    return "'***'" if value else repr(value)
+
+
 def _new_instance_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -75,10 +84,14 @@ class Settings:
     product_service_host: str = "127.0.0.1"
     product_service_port: int = attrs.field(default=8081, validator=_port("PRODUCT_SERVICE_PORT"))
     product_service_url: str | None = attrs.field(
-        default=None, validator=_urls("PRODUCT_SERVICE_URL", ("http", "https"))
+        default=None, validator=_urls("PRODUCT_SERVICE_URL", ("http", "https")), repr=_shown_url
     )
-    redis_url: str | None = attrs.field(default=None, validator=_urls("REDIS_URL", ("redis", "rediss")))
-    nats_url: str | None = attrs.field(default=None, validator=_urls("NATS_URL", ("nats", "tls")))
+    redis_url: str | None = attrs.field(
+        default=None, validator=_urls("REDIS_URL", ("redis", "rediss")), repr=_shown_url
+    )
+    nats_url: str | None = attrs.field(
+        default=None, validator=_urls("NATS_URL", ("nats", "tls")), repr=_shown_url
+    )
     nats_stream_replicas: int = attrs.field(default=1, validator=_positive("NATS_STREAM_REPLICAS"))
     instance_id: str = attrs.field(factory=_new_instance_id)
     product_request_timeout_ms: int = attrs.field(
@@ -98,7 +111,7 @@ class Settings:
     price_discrepancy_pct: Decimal = attrs.field(default=Decimal("1.0"))
     review_item_pct: Decimal = attrs.field(default=Decimal("10"))
     review_total_amount: Decimal = attrs.field(default=Decimal("10"))
-    admin_token: str | None = None
+    admin_token: str | None = attrs.field(default=None, repr=_shown_secret)
     log_level: str = attrs.field(
         default="INFO", validator=_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
     )
@@ -152,19 +165,28 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
     return text
 
 
+SECRET_QUERY_WORDS = ("pass", "token", "secret")
+"""A query parameter whose name holds one of these carries a credential (redis-py reads `?password=`)."""
+
+
 def mask_url(value: str | None) -> str | None:
-    """`redis://user:secret@host` -> `redis://user:***@host`, for each URL of a list."""
+    """`redis://user:secret@host` -> `redis://user:***@host`, for each URL of a list; `?password=` too."""
     if value is None:
         return None
-    masked = []
-    for url in value.split(","):
-        parts = urlsplit(url.strip())
-        if parts.password is None and parts.username is None:
-            masked.append(url.strip())
-            continue
-        user = parts.username or ""
-        secret = f"{user}:***" if parts.password is not None else "***"
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        masked.append(parts._replace(netloc=f"{secret}@{host}{port}").geturl())
-    return ",".join(masked)
+    return ",".join(_mask_one(url.strip()) for url in value.split(","))
+
+
+def _mask_one(url: str) -> str:
+    # Only the userinfo is rewritten, so the host and port show as given ([::1], a bad port).
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        parts = parts._replace(netloc=f"{user}:***@{hostport}" if colon else f"***@{hostport}")
+    if parts.query:
+        query = [
+            (key, "***" if any(word in key.lower() for word in SECRET_QUERY_WORDS) else item)
+            for key, item in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return parts.geturl()

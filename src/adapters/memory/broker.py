@@ -100,7 +100,10 @@ class _MemorySubscription:
             delivery = _MemoryDelivery(message, attempt, self.consumer)
             self.consumer.delivered += 1
             try:
-                await asyncio.wait_for(self.handler(delivery), self.consumer.spec.ack_wait_s)
+                # not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the handler
+                # finishes, and stop() would then wait forever on this loop
+                async with asyncio.timeout(self.consumer.spec.ack_wait_s):
+                    await self.handler(delivery)
             except Exception:
                 log.exception("handler failed on %s", message.subject)
             if not delivery.settled:

@@ -34,7 +34,10 @@ def parse_timestamp(value: object, _: object = None) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (use Z for UTC)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range once in UTC") from None
 
 
 def _strict_int(value: object, _: object) -> int:
@@ -140,8 +143,12 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(raw: bytes | str) -> Any:
-    """Parse JSON keeping every non-integer number as an exact Decimal."""
-    return simplejson.loads(raw, use_decimal=True)
+    """Parse JSON keeping every non-integer number as an exact Decimal; unreadable JSON is a ValueError."""
+    try:
+        return simplejson.loads(raw, use_decimal=True)
+    except (ArithmeticError, RecursionError) as error:
+        # a number beyond Decimal's exponent range (InvalidOperation), or nesting too deep to parse
+        raise ValueError(f"unreadable JSON ({type(error).__name__})") from None
 
 
 def structure_or_reject(converter: cattrs.Converter, payload: object, cls: type[T], what: str = "body") -> T:

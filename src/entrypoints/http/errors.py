@@ -96,7 +96,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             405: f"Method {request.method} is not allowed here",
             413: "The request body is larger than 1 MiB",
         }.get(http_error.status, http_error.reason)
-        return error_response(http_error.status, code, message)
+        allow = http_error.headers.get("Allow")  # a 405 must say what is allowed (RFC 9110)
+        return error_response(http_error.status, code, message, headers={"Allow": allow} if allow else None)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "An unexpected error occurred")

@@ -71,7 +71,10 @@ async def list_orders(request: web.Request) -> web.Response:
                 f"Invalid field flag: must be one of {', '.join(OrderFlag)}", {"field": "flag"}
             ) from None
     limit_text = request.query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses; at most 4 of them
+    if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 4) or not (
+        1 <= int(limit_text) <= 1000
+    ):
         raise InvalidRequest("Invalid field limit: an integer 1..1000", {"field": "limit"})
     orders = await request.app[ORDER_SERVICE].list_orders()(product_id, flag, int(limit_text))
     return json_response({"items": [order_to_wire(o) for o in orders]})
@@ -101,7 +104,8 @@ def check_admin(request: web.Request) -> web.Response | None:
             "Send 'Authorization: Bearer <ADMIN_TOKEN>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    # aiohttp hands over undecodable header bytes as surrogates; give them back as the bytes sent
+    if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode()):
         return error_response(403, "forbidden", "The admin token is wrong")
     return None
 

@@ -16,7 +16,11 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as error:
+        # e.g. `Content-Encoding: gzip` on bytes that are not gzip
+        raise InvalidRequest("The request body could not be read", {"reason": str(error)}) from None
     if not raw.strip():
         raise InvalidRequest("The request body is empty; a JSON object is expected")
     try:

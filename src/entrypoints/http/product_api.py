@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from adapters.wire.http_json import product_to_wire
@@ -69,7 +71,8 @@ async def create_product(request: web.Request) -> web.Response:
         )
     )
     response = json_response(product_to_wire(product), status=201)
-    response.headers["Location"] = f"/api/v1/products/{product.id}"
+    # percent-encoded: a client-chosen id may hold characters a header cannot carry (\n, \x1e, ...)
+    response.headers["Location"] = f"/api/v1/products/{quote(product.id, safe='')}"
     return response
 
 

@@ -1,0 +1,95 @@
+"""The Broker port over NATS JetStream (the in-memory twin is adapters.memory.broker).
+
+The application starts even when NATS is down: the connection keeps trying in the background,
+publishing raises EventBusUnavailable meanwhile (the outbox keeps its entries) and ping() says
+False. No nats-py exception leaves this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.js.errors
+from nats.js.api import PubAck
+
+from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
+from adapters.nats.consuming import JetStreamSubscription, SubjectConsumer
+from domain.errors import EventBusUnavailable
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 2.0
+PING_TIMEOUT_S = 1.0
+START_WAIT_S = 2.0
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+class JetStreamBroker:
+    """Streams created when missing, `Nats-Msg-Id` deduplication, durable and per-instance consumers."""
+
+    def __init__(
+        self,
+        servers: str,
+        stream_replicas: int = 1,
+        client_name: str | None = None,
+        start_wait_s: float = START_WAIT_S,
+    ) -> None:
+        self._connection = NatsConnection(servers_of(servers), stream_replicas, client_name)
+        self._start_wait_s = start_wait_s
+        self._subscriptions: list[JetStreamSubscription] = []
+
+    @property
+    def connection(self) -> NatsConnection:
+        return self._connection
+
+    async def start(self) -> None:
+        """Connect, waiting a moment at most: a NATS that is down at boot must not stop the app."""
+        await self._connection.open(self._start_wait_s)
+
+    async def close(self) -> None:
+        # Unsubscribing before the connection closes also keeps nats-py from waiting out its
+        # drain timeout on a pull subscription that saw a fetch time out.
+        await asyncio.gather(*(subscription.stop() for subscription in list(self._subscriptions)))
+        await self._connection.close()
+
+    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
+        if not any(matches_any(patterns, subject) for patterns in STREAMS.values()):
+            raise EventBusUnavailable(f"no stream holds subject {subject}")
+        try:
+            ack = await self._publish_once(subject, data, msg_id)
+        except nats.js.errors.NoStreamResponseError:
+            await self._connection.ensure_streams()  # deleted by an operator, or a new cluster
+            try:
+                ack = await self._publish_once(subject, data, msg_id)
+            except NATS_FAILURES as error:
+                raise EventBusUnavailable(f"could not publish {subject}: {error!r}") from error
+        except NATS_FAILURES as error:
+            raise EventBusUnavailable(f"could not publish {subject}: {error!r}") from error
+        if ack.duplicate:
+            log.debug("%s %s was stored before (seq %s)", subject, msg_id, ack.seq)
+
+    async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> JetStreamSubscription:
+        subscription = JetStreamSubscription(
+            [SubjectConsumer.of(self._connection, spec, subject, handler) for subject in spec.subjects],
+            self._subscriptions,
+        )
+        self._subscriptions.append(subscription)
+        await subscription.start()
+        return subscription
+
+    async def ping(self) -> bool:
+        """True when connected and JetStream answers."""
+        if not self._connection.is_connected:
+            return False
+        try:
+            manager = self._connection.manager(PING_TIMEOUT_S)
+            await asyncio.wait_for(manager.account_info(), PING_TIMEOUT_S + 0.5)
+        except BUS_FAILURES:
+            return False
+        return True
+
+    async def _publish_once(self, subject: str, data: bytes, msg_id: str) -> PubAck:
+        js = self._connection.jetstream()  # fails at once while disconnected: nothing is buffered
+        return await js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={MSG_ID_HEADER: msg_id})

@@ -1,0 +1,291 @@
+"""Pull consumers: one JetStream consumer per subject of a ConsumerSpec, each with a fetch loop.
+
+nats-server 2.9 gives a consumer one filter subject, so a spec with several subjects becomes
+several consumers. A durable spec's consumers are named from the spec and the subject, so every
+instance of a service binds the same ones and each message goes to one instance; a
+non-durable spec (an instance's replies) gets consumers of its own that see only new messages
+and are deleted when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable
+
+import attrs
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from domain.errors import EventBusUnavailable
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_S = 2.0
+"""How long one pull request waits for messages; bounds the pause after a reconnect."""
+FAILED_HANDLER_DELAY_S = 1.0
+CONSUMER_CHECK_S = 15.0
+"""While idle, how often a loop checks that its consumer still exists (a lost one fetches nothing)."""
+EPHEMERAL_INACTIVE_S = 60.0
+"""The server deletes a per-instance consumer nobody pulled from for this long (a crashed instance)."""
+STOP_GRACE_S = 10.0
+RETRY_MIN_S = 0.25
+RETRY_MAX_S = 5.0
+STREAM_NOT_FOUND = 10059
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def consumer_name(spec_name: str, subject: str) -> str:
+    """`order-service` + `product.price_changed` -> `order-service_product_price_changed_<8 hex>`.
+
+    Only `[A-Za-z0-9_-]`; the hash of the exact pair keeps `a.b` and `a_b` apart.
+    """
+    readable = _UNSAFE.sub("_", f"{spec_name}_{subject}")[:80]
+    digest = hashlib.sha256(f"{spec_name}\0{subject}".encode()).hexdigest()[:8]
+    return f"{readable}_{digest}"
+
+
+def stream_of(subject: str) -> str:
+    for stream, patterns in STREAMS.items():
+        if matches_any(patterns, subject):
+            return stream
+    raise ValueError(f"no stream holds subject {subject}")
+
+
+@attrs.define(eq=False)
+class JetStreamDelivery:
+    """One delivery of a JetStream message; ack, nak or term settle it."""
+
+    msg: Msg
+    settled: bool = False
+
+    @property
+    def subject(self) -> str:
+        return self.msg.subject
+
+    @property
+    def data(self) -> bytes:
+        return self.msg.data
+
+    @property
+    def attempt(self) -> int:
+        return int(self.msg.metadata.num_delivered)
+
+    async def ack(self) -> None:
+        self.settled = True
+        await _translated(self.msg.ack())
+
+    async def nak(self, delay_s: float) -> None:
+        self.settled = True
+        await _translated(self.msg.nak(delay=delay_s if delay_s > 0 else None))
+
+    async def term(self) -> None:
+        self.settled = True
+        await _translated(self.msg.term())
+
+
+async def _translated(settle: Awaitable[None]) -> None:
+    try:
+        await settle
+    except NATS_FAILURES as error:
+        raise EventBusUnavailable(f"could not settle the message: {error!r}") from error
+
+
+@attrs.define(eq=False)
+class SubjectConsumer:
+    """One JetStream pull consumer and the loop that fetches from it and runs the handler."""
+
+    connection: NatsConnection
+    spec: ConsumerSpec
+    subject: str
+    handler: Handler
+    name: str
+    stream: str
+    _psub: JetStreamContext.PullSubscription | None = None
+    _ensured_generation: int = -1
+    _checked_at: float = 0.0
+    _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
+    _fetcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(
+        cls, connection: NatsConnection, spec: ConsumerSpec, subject: str, handler: Handler
+    ) -> SubjectConsumer:
+        name = consumer_name(spec.name, subject)
+        if not spec.durable:
+            name = f"{name}_{uuid.uuid4().hex[:8]}"
+        return cls(connection, spec, subject, handler, name, stream_of(subject))
+
+    def start(self) -> None:
+        self._fetcher = asyncio.create_task(self._fetch_forever(), name=f"fetch-{self.name}")
+
+    async def stop(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            await asyncio.gather(self._fetcher, return_exceptions=True)
+        psub, self._psub = self._psub, None
+        if psub is not None:
+            with contextlib.suppress(*NATS_FAILURES):
+                await psub.unsubscribe()
+        if self._in_flight:
+            _, late = await asyncio.wait(self._in_flight, timeout=min(STOP_GRACE_S, self.spec.ack_wait_s))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if not self.spec.durable and self.connection.is_connected:
+            with contextlib.suppress(*BUS_FAILURES):
+                await self.connection.manager(1.0).delete_consumer(self.stream, self.name)
+
+    async def bind(self) -> None:
+        """Make sure the consumer exists and this process has a pull subscription on it."""
+        js = self.connection.jetstream()
+        try:
+            await self._ensure_consumer(js)
+        except nats.js.errors.NotFoundError as missing:
+            if missing.err_code != STREAM_NOT_FOUND:
+                raise
+            await self.connection.ensure_streams()
+            await self._ensure_consumer(js)
+        if self._psub is None:
+            self._psub = await js.pull_subscribe_bind(consumer=self.name, stream=self.stream)
+        self._ensured_generation = self.connection.generation
+        self._checked_at = time.monotonic()
+
+    # ----------------------------------------------------------------- internals
+    def _config(self) -> ConsumerConfig:
+        config = ConsumerConfig(
+            name=self.name,
+            filter_subject=self.subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.spec.ack_wait_s,
+            max_deliver=self.spec.max_deliver,
+        )
+        if self.spec.durable:
+            config.durable_name = self.name
+            config.deliver_policy = DeliverPolicy.ALL
+        else:
+            config.deliver_policy = DeliverPolicy.NEW
+            config.inactive_threshold = EPHEMERAL_INACTIVE_S
+        return config
+
+    async def _ensure_consumer(self, js: JetStreamContext) -> None:
+        if self._psub is None:
+            # Create; a shared durable that exists gets its editable settings (ack_wait, max_deliver).
+            try:
+                await js.add_consumer(self.stream, self._config())
+            except nats.js.errors.BadRequestError as refused:
+                if not self.spec.durable:
+                    raise
+                await js.consumer_info(self.stream, self.name)  # raises when it does not exist
+                log.warning("consumer %s kept with its existing configuration: %s", self.name, refused)
+            return
+        try:
+            await js.consumer_info(self.stream, self.name)
+        except nats.js.errors.NotFoundError as missing:
+            if missing.err_code == STREAM_NOT_FOUND:
+                raise
+            log.warning("consumer %s on %s was gone; creating it again", self.name, self.stream)
+            await js.add_consumer(self.stream, self._config())
+
+    def _needs_binding(self) -> bool:
+        return (
+            self._psub is None
+            or self._ensured_generation != self.connection.generation
+            or time.monotonic() - self._checked_at > CONSUMER_CHECK_S
+        )
+
+    async def _fetch_forever(self) -> None:
+        delay = RETRY_MIN_S
+        while True:
+            if not self.connection.is_connected:
+                await self.connection.wait_connected()
+            try:
+                if self._needs_binding():
+                    await self.bind()
+                await self._wait_for_a_free_slot()
+                assert self._psub is not None
+                messages = await self._psub.fetch(self._free_slots(), timeout=FETCH_TIMEOUT_S)
+            except nats.errors.TimeoutError:
+                continue  # nothing new; also what a fetch across a reconnect ends with
+            except BUS_FAILURES as error:
+                log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+                self._checked_at = 0.0  # check the consumer before the next fetch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            except Exception:
+                log.exception("consumer %s: unexpected failure; retrying in %.2fs", self.name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            delay = RETRY_MIN_S
+            self._checked_at = time.monotonic()
+            for msg in messages:
+                task = asyncio.create_task(self._handle(msg), name=f"handle-{self.name}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    def _free_slots(self) -> int:
+        return max(self.spec.concurrency - len(self._in_flight), 1)
+
+    async def _wait_for_a_free_slot(self) -> None:
+        while len(self._in_flight) >= self.spec.concurrency:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _handle(self, msg: Msg) -> None:
+        delivery = JetStreamDelivery(msg)
+        try:
+            async with asyncio.timeout(self.spec.ack_wait_s):
+                await self.handler(delivery)
+        except Exception:
+            log.exception(
+                "handler of %s failed on %s; redelivery in %.1fs",
+                self.spec.name,
+                msg.subject,
+                FAILED_HANDLER_DELAY_S,
+            )
+            await self._settle_unsettled(delivery, FAILED_HANDLER_DELAY_S)
+            return
+        await self._settle_unsettled(delivery, 0.0)
+
+    @staticmethod
+    async def _settle_unsettled(delivery: JetStreamDelivery, delay_s: float) -> None:
+        if delivery.settled:
+            return
+        try:
+            await delivery.nak(delay_s)
+        except EventBusUnavailable as error:
+            log.warning("could not nak %s (ack_wait will redeliver it): %s", delivery.subject, error.message)
+
+
+@attrs.define(eq=False)
+class JetStreamSubscription:
+    """A ConsumerSpec's consumers, one per subject; stop() drains them all."""
+
+    consumers: list[SubjectConsumer]
+    registry: list[JetStreamSubscription]
+
+    async def start(self) -> None:
+        for consumer in self.consumers:
+            if consumer.connection.is_connected:
+                try:
+                    await consumer.bind()  # so that a reply consumer exists before a request goes out
+                except BUS_FAILURES as error:
+                    log.warning("consumer %s not bound yet (%r); will retry", consumer.name, error)
+            consumer.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
+        with contextlib.suppress(ValueError):
+            self.registry.remove(self)

@@ -1,0 +1,1 @@
+"""Redis adapters: product cache, order store, outbox, product catalog, processed events, locks."""

@@ -1,0 +1,117 @@
+"""The Redis client of one service: one connection pool from REDIS_URL, Lua scripts, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import attrs
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from domain.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+SOCKET_TIMEOUT_S = 1.0
+"""Connect and read timeouts: an outage becomes a fast 503, not a hung request."""
+HEALTH_CHECK_INTERVAL_S = 15
+MAX_CONNECTIONS = 64
+PING_TIMEOUT_S = 2.0
+
+
+@attrs.frozen
+class LuaScript:
+    """A server-side script, run by its SHA1 and loaded again when the server has forgotten it."""
+
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _sha(self) -> str:
+        return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+class RedisClient:
+    """One pool per service, created on first use; nothing connects before a command is sent.
+
+    A connection error is retried once at once, on a fresh connection: that is what carries a
+    pool over a server restart without failing the first request. Timeouts are not retried.
+    A retried write may have run already, so every write is safe to replay: keyed by ids,
+    NX, versioned, or guarded by the idempotency key.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        socket_timeout_s: float = SOCKET_TIMEOUT_S,
+        health_check_interval_s: int = HEALTH_CHECK_INTERVAL_S,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.url = url
+        self._options: dict[str, Any] = {
+            "socket_timeout": socket_timeout_s,
+            "socket_connect_timeout": socket_timeout_s,
+            "timeout": socket_timeout_s,  # waiting for a free connection of the pool
+            "health_check_interval": health_check_interval_s,
+            "max_connections": max_connections,
+            "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+            "decode_responses": True,
+        }
+        self._redis: Redis | None = None
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            pool = BlockingConnectionPool.from_url(self.url, **self._options)
+            self._redis = Redis(connection_pool=pool)
+        return self._redis
+
+    async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # a restarted server has an empty script cache; EVAL runs and caches it again
+            return await self.redis.eval(script.source, len(keys), *keys, *args)
+
+    async def ping(self) -> bool:
+        """For readiness: True when the server answers within a couple of seconds."""
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), PING_TIMEOUT_S))
+        except (RedisError, OSError) as error:
+            log.warning("redis ping failed: %s", type(error).__name__)
+            return False
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            redis, self._redis = self._redis, None
+            await redis.aclose(close_connection_pool=True)
+
+
+def text(value: bytes | str) -> str:
+    """Replies are str (decode_responses); redis-py's types also allow bytes."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def texts(values: Iterable[bytes | str]) -> list[str]:
+    return [text(value) for value in values]
+
+
+@contextlib.contextmanager
+def translated(error: type[DependencyUnavailable], message: str) -> Iterator[None]:
+    """No redis exception leaves an adapter: it becomes the port's own error."""
+    try:
+        yield
+    except (RedisError, OSError) as failure:
+        if isinstance(failure, ResponseError):
+            # not an outage: the server refused the command (a script bug, OOM, a read-only replica)
+            log.error("redis refused a command: %s", failure)
+        raise error(message, {"cause": type(failure).__name__}) from failure

@@ -1,0 +1,92 @@
+"""Redis product cache: `product:<id>` JSON with a TTL, newest version wins, an index of active ids."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from adapters.redis.client import LuaScript, RedisClient, translated
+from adapters.redis.keys import Keyspace
+from adapters.wire.converter import dumps, loads
+from adapters.wire.http_json import RESPONSES, product_to_wire
+from domain.errors import CacheUnavailable
+from domain.products import Product, ProductStatus
+
+log = logging.getLogger(__name__)
+
+_PUT = LuaScript("""
+local current = redis.call('GET', KEYS[1])
+if current then
+  local readable, stored = pcall(cjson.decode, current)
+  if readable and type(stored) == 'table' and tonumber(stored['version'])
+     and tonumber(stored['version']) >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[5])
+else
+  redis.call('SREM', KEYS[2], ARGV[5])
+end
+return 1
+""")
+"""KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id.
+An unreadable entry is overwritten rather than blocking every newer version until it expires."""
+
+_ACTIVE_IDS = LuaScript("""
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then
+    table.insert(live, id)
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return live
+""")
+"""Members whose product key expired are pruned in the same step, so a concurrent put cannot
+be lost from the index between the check and the removal."""
+
+
+class RedisProductCache:
+    def __init__(self, client: RedisClient, keys: Keyspace, ttl_s: float) -> None:
+        self.client = client
+        self.keys = keys
+        self.ttl_ms = max(int(ttl_s * 1000), 1)
+        self._unavailable = "The product cache is unavailable"
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return {}
+        with translated(CacheUnavailable, self._unavailable):
+            values = await self.client.redis.mget([self.keys.cached_product(pid) for pid in ids])
+        found = {}
+        for product_id, value in zip(ids, values, strict=True):
+            if value is None:
+                continue
+            try:
+                found[product_id] = RESPONSES.structure(loads(value), Product)
+            except Exception as error:  # an unreadable entry is a miss, and the next put replaces it
+                log.warning("cached product %s unreadable: %s", product_id, error)
+        return found
+
+    async def put(self, product: Product) -> bool:
+        args: list[str | int] = [
+            product.version,
+            dumps(product_to_wire(product)).decode(),
+            self.ttl_ms,
+            "1" if product.status is ProductStatus.ACTIVE else "0",
+            product.id,
+        ]
+        keys = [self.keys.cached_product(product.id), self.keys.active_products]
+        with translated(CacheUnavailable, self._unavailable):
+            return bool(await self.client.run(_PUT, keys, args))
+
+    async def active_ids(self) -> list[str]:
+        with translated(CacheUnavailable, self._unavailable):
+            live: list[str] = await self.client.run(
+                _ACTIVE_IDS, [self.keys.active_products], [self.keys.cached_product("")]
+            )
+        return live

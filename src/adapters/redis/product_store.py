@@ -1,0 +1,115 @@
+"""Redis catalog of the reference Product Service: products, reservations and the outbox, atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from adapters.redis.client import LuaScript, RedisClient, text, texts, translated
+from adapters.redis.keys import Keyspace
+from adapters.redis.outbox import OUTBOX_APPEND, RedisOutbox, outbox_args
+from adapters.wire.converter import dumps, loads
+from adapters.wire.http_json import RESPONSES, product_to_wire
+from application.ports import CommitResult, ProductChange
+from domain.errors import StoreUnavailable
+from domain.events import Envelope
+from domain.products import Product
+
+_CREATE = LuaScript(
+    OUTBOX_APPEND
+    + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+redis.call('SET', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[2])
+outbox_append(KEYS[1], KEYS[2], KEYS[3], 3)
+return 1
+"""
+)
+"""KEYS: the 3 outbox keys, the product, the id set. ARGV: product JSON, id, outbox pairs."""
+
+_COMMIT = LuaScript(
+    OUTBOX_APPEND
+    + """
+local changes = tonumber(ARGV[3])
+if ARGV[1] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
+  return 'already_reserved'
+end
+for i = 1, changes do
+  local current = redis.call('GET', KEYS[4 + 2 * i])
+  if not current then return 'conflict' end
+  local readable, stored = pcall(cjson.decode, current)
+  if not readable or type(stored) ~= 'table' or tonumber(stored['version']) ~= tonumber(ARGV[1 + 3 * i]) then
+    return 'conflict'
+  end
+end
+for i = 1, changes do
+  redis.call('SET', KEYS[5 + 2 * i], ARGV[2 + 3 * i])
+  redis.call('SADD', KEYS[5], ARGV[3 + 3 * i])
+end
+if ARGV[1] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
+outbox_append(KEYS[1], KEYS[2], KEYS[3], 4 + 3 * changes)
+return 'committed'
+"""
+)
+"""KEYS: the 3 outbox keys, the reservations, the id set, then per change the `before` and the
+`after` product keys. ARGV: reserving (1/0), order id, change count, then per change the
+`before` version, the `after` JSON and id, then the outbox pairs. Checks first, writes after:
+a conflict or a known reservation stores nothing."""
+
+
+class RedisProductStore:
+    def __init__(self, client: RedisClient, keys: Keyspace, outbox: RedisOutbox) -> None:
+        self.client = client
+        self.keys = keys
+        self.outbox = outbox
+        self._unavailable = "The product store is unavailable; try again shortly"
+
+    async def get(self, product_id: str) -> Product | None:
+        return (await self.get_many([product_id])).get(product_id)
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return {}
+        with translated(StoreUnavailable, self._unavailable):
+            values = await self.client.redis.mget([self.keys.product(pid) for pid in ids])
+        return {
+            pid: self._decoded(text(raw)) for pid, raw in zip(ids, values, strict=True) if raw is not None
+        }
+
+    async def create(self, product: Product, outbox: Sequence[Envelope]) -> bool:
+        keys = [*self.outbox.keys.outbox, self.keys.product(product.id), self.keys.products]
+        args = [dumps(product_to_wire(product)).decode(), product.id, *outbox_args(outbox)]
+        with translated(StoreUnavailable, self._unavailable):
+            return bool(await self.client.run(_CREATE, keys, args))
+
+    async def commit(
+        self,
+        changes: Sequence[ProductChange],
+        outbox: Sequence[Envelope],
+        reservation_for: str | None = None,
+    ) -> CommitResult:
+        keys = [*self.outbox.keys.outbox, self.keys.reservations, self.keys.products]
+        args: list[str | int] = [
+            "0" if reservation_for is None else "1",
+            reservation_for or "",
+            len(changes),
+        ]
+        for change in changes:
+            keys += [self.keys.product(change.before.id), self.keys.product(change.after.id)]
+            args += [change.before.version, dumps(product_to_wire(change.after)).decode(), change.after.id]
+        args += outbox_args(outbox)
+        with translated(StoreUnavailable, self._unavailable):
+            outcome = await self.client.run(_COMMIT, keys, args)
+        return CommitResult(outcome)
+
+    async def all_ids(self) -> list[str]:
+        with translated(StoreUnavailable, self._unavailable):
+            return sorted(texts(await self.client.redis.smembers(self.keys.products)))
+
+    def _decoded(self, raw: str) -> Product:
+        try:
+            return RESPONSES.structure(loads(raw), Product)
+        except Exception as error:
+            raise StoreUnavailable(
+                "A stored product record cannot be read", {"cause": type(error).__name__}
+            ) from error

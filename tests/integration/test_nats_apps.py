@@ -1,0 +1,141 @@
+"""Both services as aiohttp apps over one real nats-server, each with its own JetStream broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp.test_utils import TestServer
+
+from adapters.nats import JetStreamBroker
+from entrypoints.apps import (
+    build_order_container,
+    build_product_container,
+    create_order_app,
+    create_product_app,
+)
+from entrypoints.http.order_api import ORDER_SERVICE
+from entrypoints.settings import Settings
+from tests.integration.nats_support import eventually_async
+from tests.integration.servers import NatsServer, free_port
+
+pytestmark = pytest.mark.nats
+
+TOKEN = "integration-admin-token"
+
+
+@attrs.frozen
+class Services:
+    order: TestServer
+    product: TestServer
+    http: aiohttp.ClientSession
+
+    def order_url(self, path: str) -> str:
+        return str(self.order.make_url(path))
+
+    def product_url(self, path: str) -> str:
+        return str(self.product.make_url(path))
+
+
+@pytest.fixture
+async def services(nats_clean: NatsServer) -> AsyncIterator[Services]:
+    product_port = free_port()
+    base = Settings(
+        nats_url=nats_clean.url,
+        product_service_url=f"http://127.0.0.1:{product_port}",
+        admin_token=TOKEN,
+    )
+    product_settings = attrs.evolve(base, instance_id="product-1")
+    order_settings = attrs.evolve(base, instance_id="order-1")
+    product = TestServer(
+        create_product_app(product_settings, container=build_product_container(product_settings)),
+        port=product_port,
+    )
+    order = TestServer(create_order_app(order_settings, container=build_order_container(order_settings)))
+    await product.start_server()
+    try:
+        await order.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield Services(order, product, http)
+        finally:
+            await order.close()
+    finally:
+        await product.close()
+
+
+async def json_of(response: aiohttp.ClientResponse, status: int) -> Any:
+    body = await response.json()
+    assert response.status == status, body
+    return body
+
+
+async def test_each_app_gets_its_own_jetstream_broker_and_reports_nats_ready(services: Services) -> None:
+    order_broker = services.order.app[ORDER_SERVICE].core.broker()
+    assert isinstance(order_broker, JetStreamBroker)
+
+    for url in (services.order_url("/ready"), services.product_url("/ready")):
+        async with services.http.get(url) as response:
+            body = await json_of(response, 200)
+        assert body["checks"]["nats"] == {"status": "up"}
+
+
+async def test_product_events_reach_the_order_service_over_jetstream(services: Services) -> None:
+    http = services.http
+    new_product = {
+        "name": "Footrest",
+        "basePrice": 35.00,
+        "currentPrice": 35.00,
+        "currency": "USD",
+        "status": "ACTIVE",
+        "quantityAvailable": 3,
+    }
+    async with http.post(services.product_url("/api/v1/products"), json=new_product) as response:
+        product = await json_of(response, 201)
+    product_id = product["id"]
+    cache = services.order.app[ORDER_SERVICE].cache()
+
+    async def cached_at_version(version: int) -> bool:
+        found = await cache.get_many([product_id])
+        return product_id in found and found[product_id].version >= version
+
+    await eventually_async(lambda: cached_at_version(product["version"]), what="product.created cached")
+
+    order_body = {"userId": "u-1", "items": [{"productId": product_id, "quantity": 1}]}
+    async with http.post(services.order_url("/api/v1/orders"), json=order_body) as response:
+        order = await json_of(response, 201)
+
+    patch = {"status": "DISCONTINUED"}
+    async with http.patch(services.product_url(f"/api/v1/products/{product_id}"), json=patch) as response:
+        await json_of(response, 200)
+
+    async def flagged() -> bool:
+        async with http.get(services.order_url(f"/api/v1/orders/{order['id']}")) as response:
+            body = await json_of(response, 200)
+        return "DISCONTINUED_PRODUCT" in body["flags"]
+
+    await eventually_async(flagged, what="order flagged DISCONTINUED_PRODUCT")
+
+    async with http.post(
+        services.order_url(f"/admin/products/{product_id}/refresh"),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as response:
+        refreshed = await json_of(response, 200)
+    assert refreshed["source"] == "event"
+    assert refreshed["product"]["id"] == product_id
+    assert refreshed["product"]["status"] == "DISCONTINUED"
+
+
+async def test_in_memory_mode_claims_no_nats_check() -> None:
+    settings = Settings(instance_id="memory-1")
+    server = TestServer(create_order_app(settings, container=build_order_container(settings)))
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(str(server.make_url("/ready"))) as response:
+            body = await json_of(response, 200)
+        assert "nats" not in body["checks"]
+    finally:
+        await server.close()

@@ -1,0 +1,253 @@
+"""The JetStream broker against a real nats-server: streams, dedupe, shared and per-instance consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.js.api import AckPolicy, DeliverPolicy, StorageType
+
+from adapters.broker import DEAD_LETTERS, ORDER_EVENTS, PRODUCT_EVENTS, ConsumerSpec, Delivery
+from adapters.nats.consuming import consumer_name
+from domain.errors import EventBusUnavailable
+from tests.integration.nats_support import Brokers, Recorder, eventually, jetstream_admin, stored_count
+from tests.integration.servers import NatsServer
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def brokers(nats_clean: NatsServer) -> AsyncIterator[Brokers]:
+    made = Brokers(nats_clean.url)
+    try:
+        yield made
+    finally:
+        await made.close_all()
+
+
+async def test_start_creates_the_three_streams_once(brokers: Brokers) -> None:
+    await brokers.new()
+    await brokers.new()  # a second service racing to create them finds them there
+
+    async with jetstream_admin(brokers.url) as jsm:
+        streams = {info.config.name: info.config for info in await jsm.streams_info()}
+    assert set(streams) == {PRODUCT_EVENTS, ORDER_EVENTS, DEAD_LETTERS}
+    product = streams[PRODUCT_EVENTS]
+    assert product.subjects == ["product.>"]
+    assert product.storage == StorageType.FILE
+    assert product.num_replicas == 1
+    assert product.duplicate_window == 120.0
+    assert product.max_age == 7 * 24 * 3600.0
+    assert streams[DEAD_LETTERS].subjects == ["deadletter.>"]
+
+
+async def test_publish_of_one_msg_id_twice_is_stored_once(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    await broker.publish("product.created", b'{"n": 1}', "event-1")
+    await broker.publish("product.created", b'{"n": 1}', "event-1")
+    await broker.publish("product.created", b'{"n": 2}', "event-2")
+
+    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 2
+
+
+async def test_publish_on_a_subject_no_stream_holds_is_refused(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    with pytest.raises(EventBusUnavailable):
+        await broker.publish("nobody.listens", b"{}", "event-x")
+
+
+async def test_a_durable_consumer_shared_by_two_instances_handles_each_message_once(
+    brokers: Brokers,
+) -> None:
+    spec = ConsumerSpec(name="svc", subjects=("product.created", "product.updated"))
+    first, second = await brokers.new(), await brokers.new()
+    one, two = Recorder(), Recorder()
+    await first.subscribe(spec, one)
+    await second.subscribe(spec, two)
+
+    sent = {f"m{i}".encode() for i in range(40)}
+    for i, payload in enumerate(sorted(sent)):
+        subject = "product.created" if i % 2 else "product.updated"
+        await first.publish(subject, payload, payload.decode())
+
+    await eventually(lambda: len(one.seen) + len(two.seen) >= len(sent), what="all handled")
+    await asyncio.sleep(0.3)  # room for a wrong second delivery to show up
+    handled = one.payloads + two.payloads
+    assert sorted(handled) == sorted(sent)
+
+
+async def test_durable_consumers_are_one_per_subject_with_safe_names(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    spec = ConsumerSpec(name="order-service", subjects=("product.created", "product.price_changed"))
+    await broker.subscribe(spec, Recorder())
+
+    async with jetstream_admin(brokers.url) as jsm:
+        consumers = {info.name: info.config for info in await jsm.consumers_info(PRODUCT_EVENTS)}
+    expected = {consumer_name("order-service", s): s for s in spec.subjects}
+    assert set(consumers) == set(expected)
+    for name, subject in expected.items():
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", name)
+        config = consumers[name]
+        assert config.durable_name == name
+        assert config.filter_subject == subject
+        assert config.ack_policy == AckPolicy.EXPLICIT
+        assert config.ack_wait == spec.ack_wait_s
+        assert config.max_deliver == spec.max_deliver
+
+
+def test_consumer_names_keep_similar_subjects_apart() -> None:
+    dotted = consumer_name("svc", "product.price_changed")
+    underscored = consumer_name("svc", "product_price.changed")
+
+    assert dotted.startswith("svc_product_price_changed_")
+    assert dotted != underscored
+    assert consumer_name("a b*>", "x.>") == consumer_name("a b*>", "x.>")
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", consumer_name("a b*>", "x.>"))
+
+
+async def test_nak_with_a_delay_redelivers_after_the_delay_as_attempt_2(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    async def nak_first(delivery: Delivery) -> None:
+        if delivery.attempt == 1:
+            await delivery.nak(0.6)
+        else:
+            await delivery.ack()
+
+    recorder = Recorder(nak_first)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.updated",)), recorder)
+    await broker.publish("product.updated", b"x", "e-1")
+
+    await eventually(lambda: len(recorder.seen) >= 2, what="redelivery")
+    (_, _, first, at1), (_, _, second, at2) = recorder.seen
+    assert (first, second) == (1, 2)
+    assert at2 - at1 >= 0.5
+    await asyncio.sleep(0.3)
+    assert len(recorder.seen) == 2
+
+
+async def test_term_is_never_redelivered(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    async def term(delivery: Delivery) -> None:
+        await delivery.term()
+
+    recorder = Recorder(term)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("order.created",), ack_wait_s=0.5), recorder)
+    await broker.publish("order.created", b"x", "e-1")
+
+    await eventually(lambda: len(recorder.seen) == 1)
+    await asyncio.sleep(1.2)  # beyond ack_wait
+    assert len(recorder.seen) == 1
+
+
+async def test_a_handler_that_raises_gets_the_message_again(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    async def fail_first(delivery: Delivery) -> None:
+        if delivery.attempt == 1:
+            raise RuntimeError("boom")
+        await delivery.ack()
+
+    recorder = Recorder(fail_first)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.created",)), recorder)
+    await broker.publish("product.created", b"x", "e-1")
+
+    await eventually(lambda: len(recorder.seen) >= 2, what="redelivery after a failure")
+    assert [attempt for _, _, attempt, _ in recorder.seen] == [1, 2]
+
+
+async def test_a_handler_that_settles_nothing_gets_the_message_again(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    async def forget_first(delivery: Delivery) -> None:
+        if delivery.attempt > 1:
+            await delivery.ack()
+
+    recorder = Recorder(forget_first)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.created",)), recorder)
+    await broker.publish("product.created", b"x", "e-1")
+
+    await eventually(lambda: len(recorder.seen) >= 2, within=2.0, what="redelivery of an unsettled one")
+
+
+async def test_a_new_durable_consumer_reads_the_stream_from_the_start(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    await broker.publish("product.created", b"old", "e-old")
+
+    recorder = Recorder()
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.created",)), recorder)
+
+    await eventually(lambda: recorder.payloads == [b"old"])
+
+
+async def test_a_per_instance_consumer_sees_only_new_messages_and_goes_away_on_stop(
+    brokers: Brokers,
+) -> None:
+    broker = await brokers.new()
+    subject = "product.details_provided.instance-a"
+    await broker.publish(subject, b"before", "e-before")
+    await broker.publish("product.details_provided.instance-b", b"other", "e-other")
+
+    recorder = Recorder()
+    spec = ConsumerSpec(name="replies-instance-a", subjects=(subject,), durable=False)
+    subscription = await broker.subscribe(spec, recorder)
+    await broker.publish(subject, b"after", "e-after")
+
+    await eventually(lambda: recorder.payloads == [b"after"])
+    async with jetstream_admin(brokers.url) as jsm:
+        (info,) = await jsm.consumers_info(PRODUCT_EVENTS)
+        assert info.config.durable_name is None
+        assert info.config.deliver_policy == DeliverPolicy.NEW
+
+    await subscription.stop()
+
+    async with jetstream_admin(brokers.url) as jsm:
+        assert await jsm.consumers_info(PRODUCT_EVENTS) == []
+
+
+async def test_concurrency_is_bounded_by_the_spec(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    running = peak = 0
+
+    async def slow(delivery: Delivery) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.1)
+        running -= 1
+        await delivery.ack()
+
+    recorder = Recorder(slow)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("order.created",), concurrency=3), recorder)
+    for i in range(12):
+        await broker.publish("order.created", b"x", f"e-{i}")
+
+    await eventually(lambda: len(recorder.seen) == 12 and running == 0)
+    assert peak == 3
+
+
+async def test_ping_says_whether_jetstream_answers(brokers: Brokers) -> None:
+    broker = await brokers.new()
+
+    assert await broker.ping() is True
+    await broker.close()
+    assert await broker.ping() is False
+
+
+async def test_stop_and_close_return_promptly_right_after_a_fetch_timeout(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    subscription = await broker.subscribe(
+        ConsumerSpec(name="svc", subjects=("product.created", "order.created")), Recorder()
+    )
+    await asyncio.sleep(2.3)  # every fetch has timed out once by now
+
+    began = time.monotonic()
+    await subscription.stop()
+    await broker.close()
+    assert time.monotonic() - began < 2.0

@@ -1,0 +1,331 @@
+"""One contract per storage port, run against the in-memory twin and the Redis adapter alike.
+
+The in-memory twins are the unit tests' fakes; passing the same tests as the Redis adapters
+is what makes them trustworthy. The `memory` cases need no server and always run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from adapters.redis.client import RedisClient
+from application.ports import CommitResult, IdempotencyRecord, ProductChange
+from domain.events import ProductDiscontinued
+from domain.orders import OrderFlag
+from domain.products import ProductStatus
+from tests.integration.redis_support import (
+    START,
+    Backend,
+    a_product,
+    an_event,
+    an_order,
+    memory_backend,
+    newer,
+    order_created,
+    redis_backend,
+)
+from tests.integration.servers import RedisServer
+
+SHORT_TTL_S = 0.2
+PAST_SHORT_TTL_S = 0.35
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        yield memory_backend()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    if not server.is_running:
+        server.start()
+    client = RedisClient(server.url)
+    await client.redis.flushall()
+    try:
+        yield redis_backend(client)
+    finally:
+        await client.close()
+
+
+# --- ProductCache ---------------------------------------------------------------------------
+
+
+async def test_cache_returns_what_was_put_with_exact_decimals(backend: Backend) -> None:
+    cache = backend.cache(60)
+    product = a_product("p-1", current_price=Decimal("0.10"), base_price=Decimal("999999999.99"))
+
+    assert await cache.put(product) is True
+
+    found = await cache.get_many(["p-1", "unknown", "p-1"])
+    assert found == {"p-1": product}
+    assert (str(found["p-1"].current_price), str(found["p-1"].base_price)) == ("0.10", "999999999.99")
+    assert await cache.get_many([]) == {}
+
+
+async def test_older_version_never_overwrites_newer(backend: Backend) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    v2 = newer(v1, current_price=Decimal("199.99"))
+
+    assert await cache.put(v2) is True
+    assert await cache.put(v1) is False
+
+    assert await cache.get_many(["p-1"]) == {"p-1": v2}
+
+
+async def test_an_equal_version_is_not_stored(backend: Backend) -> None:
+    cache = backend.cache(60)
+    first = a_product("p-1", name="first")
+
+    await cache.put(first)
+
+    assert await cache.put(a_product("p-1", name="second")) is False
+    assert await cache.get_many(["p-1"]) == {"p-1": first}
+
+
+async def test_a_newer_version_replaces_the_cached_one(backend: Backend) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    v3 = newer(newer(v1), current_price=Decimal("10.00"))
+
+    await cache.put(v1)
+
+    assert await cache.put(v3) is True
+    assert await cache.get_many(["p-1"]) == {"p-1": v3}
+
+
+async def test_active_ids_follow_the_latest_cached_status(backend: Backend) -> None:
+    cache = backend.cache(60)
+    chair = a_product("chair")
+    desk = a_product("desk", status=ProductStatus.INACTIVE)
+    lamp = a_product("lamp")
+    await cache.put(chair)
+    await cache.put(desk)
+    await cache.put(lamp)
+    await cache.put(newer(lamp, status=ProductStatus.DISCONTINUED))
+    await cache.put(newer(desk, status=ProductStatus.ACTIVE))
+
+    assert sorted(await cache.active_ids()) == ["chair", "desk"]
+
+
+async def test_cached_products_expire_after_the_ttl(backend: Backend) -> None:
+    cache = backend.cache(SHORT_TTL_S)
+    v2 = newer(a_product("p-1"))
+    await cache.put(v2)
+    assert await cache.active_ids() == ["p-1"]
+
+    await asyncio.sleep(PAST_SHORT_TTL_S)
+
+    assert await cache.get_many(["p-1"]) == {}
+    assert await cache.active_ids() == []
+    assert await cache.put(a_product("p-1")) is True, "an expired entry no longer blocks older versions"
+
+
+# --- OrderStore and its Outbox --------------------------------------------------------------
+
+
+async def test_an_added_order_is_stored_with_its_event(backend: Backend) -> None:
+    orders, outbox = backend.order_store()
+    order = an_order("o-1", product_ids=("p-1", "p-2"))
+    event = order_created(order)
+
+    assert await orders.add(order, [event], None) is None
+
+    assert await orders.get("o-1") == order
+    assert await orders.get("unknown") is None
+    assert await outbox.pending(10) == [event]
+    assert sorted(await orders.ids_holding("p-1")) == ["o-1"]
+    assert sorted(await orders.ids_holding("p-2")) == ["o-1"]
+    assert await orders.ids_holding("p-3") == []
+
+
+async def test_a_taken_idempotency_key_returns_the_earlier_record_and_stores_nothing(
+    backend: Backend,
+) -> None:
+    orders, outbox = backend.order_store()
+    first, second = an_order("o-1"), an_order("o-2")
+    record = IdempotencyRecord("key-1", "fingerprint-1", "o-1")
+
+    assert await orders.add(first, [order_created(first)], record) is None
+    earlier = await orders.add(
+        second, [order_created(second)], IdempotencyRecord("key-1", "fingerprint-2", "o-2")
+    )
+
+    assert earlier == record
+    assert await orders.idempotency_record("key-1") == record
+    assert await orders.idempotency_record("key-2") is None
+    assert await orders.get("o-2") is None
+    assert sorted(await orders.ids_holding("p-1")) == ["o-1"]
+    assert await orders.recent_ids(10) == ["o-1"]
+    assert await outbox.count() == 1
+
+
+async def test_a_flag_is_added_once(backend: Backend) -> None:
+    orders, _ = backend.order_store()
+    await orders.add(an_order("o-1"), [], None)
+    await orders.add(an_order("o-2"), [], None)
+
+    assert await orders.add_flag("o-1", OrderFlag.PRICE_REVIEW) is True
+    assert await orders.add_flag("o-1", OrderFlag.PRICE_REVIEW) is False
+    assert await orders.add_flag("o-1", OrderFlag.DISCONTINUED_PRODUCT) is True
+    assert await orders.add_flag("unknown", OrderFlag.PRICE_REVIEW) is False
+
+    flagged = await orders.get("o-1")
+    assert flagged is not None
+    assert flagged.flags == (OrderFlag.DISCONTINUED_PRODUCT, OrderFlag.PRICE_REVIEW)
+    assert flagged.total_amount == Decimal("0.30")
+    assert await orders.ids_flagged(OrderFlag.PRICE_REVIEW) == ["o-1"]
+    assert await orders.ids_flagged(OrderFlag.DISCONTINUED_PRODUCT) == ["o-1"]
+    assert await orders.ids_flagged(OrderFlag.PRICE_REVIEW) == ["o-1"]
+
+
+async def test_flags_an_order_is_created_with_are_indexed(backend: Backend) -> None:
+    orders, _ = backend.order_store()
+    await orders.add(an_order("o-1", flags=(OrderFlag.PRICE_REVIEW,)), [], None)
+
+    assert await orders.ids_flagged(OrderFlag.PRICE_REVIEW) == ["o-1"]
+    assert await orders.add_flag("o-1", OrderFlag.PRICE_REVIEW) is False
+
+
+async def test_recent_ids_are_the_newest_oldest_first(backend: Backend) -> None:
+    orders, _ = backend.order_store()
+    later = START + timedelta(microseconds=1)
+    for order_id, created_at in [("o-c", later), ("o-b", START), ("o-a", START), ("o-d", START)]:
+        await orders.add(an_order(order_id, created_at=created_at), [], None)
+
+    assert await orders.recent_ids(3) == ["o-b", "o-d", "o-c"]
+    assert await orders.recent_ids(10) == ["o-a", "o-b", "o-d", "o-c"]
+    assert await orders.recent_ids(1) == ["o-c"]
+
+
+async def test_the_outbox_hands_out_events_oldest_first_until_removed(backend: Backend) -> None:
+    _, outbox = backend.order_store()
+    events = [an_event(f"e-{n}", seconds=n) for n in (3, 1, 2)]
+
+    await outbox.add(events[:2])
+    await outbox.add(events[2:])
+    await outbox.add([events[0]])  # stored again: keeps its place
+
+    assert await outbox.count() == 3
+    assert await outbox.pending(10) == events
+    assert await outbox.pending(2) == events[:2]
+    assert await outbox.pending(0) == []
+
+    await outbox.remove([events[0].id, "unknown"])
+    await outbox.remove([])
+
+    assert await outbox.pending(10) == events[1:]
+    assert await outbox.count() == 2
+
+
+# --- ProductStore and its Outbox ------------------------------------------------------------
+
+
+async def test_a_product_is_created_once(backend: Backend) -> None:
+    store, outbox = backend.product_store()
+    chair = a_product("chair")
+    created = an_event("created")
+
+    assert await store.create(chair, [created]) is True
+    assert await store.create(a_product("chair", name="other"), [an_event("again")]) is False
+
+    assert await store.get("chair") == chair
+    assert await store.get("unknown") is None
+    assert await store.get_many(["chair", "unknown"]) == {"chair": chair}
+    assert await store.all_ids() == ["chair"]
+    assert await outbox.pending(10) == [created]
+
+
+async def test_a_commit_stores_every_change_and_its_events(backend: Backend) -> None:
+    store, outbox = backend.product_store()
+    chair, desk = a_product("chair"), a_product("desk")
+    await store.create(chair, [])
+    await store.create(desk, [])
+    changes = [
+        ProductChange(chair, newer(chair, quantity_available=1)),
+        ProductChange(desk, newer(desk, current_price=Decimal("99.90"))),
+    ]
+    events = [an_event("e-1"), an_event("e-2")]
+
+    assert await store.commit(changes, events) is CommitResult.COMMITTED
+
+    assert await store.get_many(["chair", "desk"]) == {c.after.id: c.after for c in changes}
+    assert sorted(await store.all_ids()) == ["chair", "desk"]
+    assert await outbox.pending(10) == events
+
+
+async def test_a_stale_change_is_a_conflict_and_stores_nothing(backend: Backend) -> None:
+    store, outbox = backend.product_store()
+    chair, desk = a_product("chair"), a_product("desk")
+    await store.create(chair, [])
+    await store.create(desk, [])
+    current = newer(desk)
+    assert await store.commit([ProductChange(desk, current)], []) is CommitResult.COMMITTED
+
+    stale = [
+        ProductChange(chair, newer(chair, quantity_available=0)),
+        ProductChange(desk, newer(desk, quantity_available=0)),
+    ]
+    assert await store.commit(stale, [an_event("e-1")], reservation_for="o-1") is CommitResult.CONFLICT
+
+    assert await store.get_many(["chair", "desk"]) == {"chair": chair, "desk": current}
+    assert await outbox.count() == 0
+    unknown = a_product("unknown")
+    assert await store.commit([ProductChange(unknown, newer(unknown))], []) is CommitResult.CONFLICT
+    assert await store.get("unknown") is None
+    assert await store.commit([], [], reservation_for="o-1") is CommitResult.COMMITTED, "not reserved"
+
+
+async def test_an_order_is_reserved_once(backend: Backend) -> None:
+    store, outbox = backend.product_store()
+    chair = a_product("chair")
+    await store.create(chair, [])
+    reserved = newer(chair, quantity_available=10)
+    discontinued = ProductDiscontinued("chair", 2)
+
+    first = await store.commit([ProductChange(chair, reserved)], [an_event("e-1")], reservation_for="o-1")
+    again = await store.commit(
+        [ProductChange(reserved, newer(reserved, quantity_available=8))],
+        [an_event("e-2", discontinued)],
+        reservation_for="o-1",
+    )
+
+    assert (first, again) == (CommitResult.COMMITTED, CommitResult.ALREADY_RESERVED)
+    assert await store.get("chair") == reserved
+    assert [e.id for e in await outbox.pending(10)] == ["e-1"]
+    assert await store.commit([], [], reservation_for="o-2") is CommitResult.COMMITTED
+    assert await store.commit([], [], reservation_for="o-2") is CommitResult.ALREADY_RESERVED
+
+
+# --- ProcessedEvents and Lock ---------------------------------------------------------------
+
+
+async def test_a_remembered_event_is_seen_until_its_ttl_ends(backend: Backend) -> None:
+    processed = backend.processed(SHORT_TTL_S)
+    assert await processed.seen("e-1") is False
+
+    await processed.remember("e-1")
+
+    assert await processed.seen("e-1") is True
+    assert await processed.seen("e-2") is False
+    await asyncio.sleep(PAST_SHORT_TTL_S)
+    assert await processed.seen("e-1") is False
+
+
+async def test_a_lock_is_held_once_until_released_or_expired(backend: Backend) -> None:
+    lock = backend.lock()
+
+    assert await lock.acquire("refresh", 60) is True
+    assert await lock.acquire("refresh", 60) is False
+    assert await lock.acquire("relay", 60) is True
+    await lock.release("refresh")
+    assert await lock.acquire("refresh", SHORT_TTL_S) is True
+    await lock.release("never-held")
+
+    await asyncio.sleep(PAST_SHORT_TTL_S)
+
+    assert await lock.acquire("refresh", 60) is True

@@ -1,0 +1,202 @@
+"""What only the Redis adapters can show: concurrency, key layout, leases across instances, wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from adapters.memory.order_store import InMemoryOrderStore
+from adapters.redis.client import RedisClient
+from adapters.redis.keys import ORDER_SERVICE, PRODUCT_SERVICE, Keyspace
+from adapters.redis.order_store import RedisOrderStore
+from adapters.redis.outbox import RedisOutbox
+from adapters.redis.product_cache import RedisProductCache
+from adapters.redis.product_store import RedisProductStore
+from adapters.redis.small_ports import RedisLock
+from adapters.wire.converter import loads
+from application.ports import IdempotencyRecord, ProductChange
+from domain.orders import OrderFlag
+from entrypoints.apps import build_order_container, build_product_container
+from entrypoints.settings import Settings
+from tests.integration.redis_support import a_product, an_order, newer, order_created
+from tests.integration.servers import RedisServer, free_port
+
+pytestmark = pytest.mark.redis
+
+ORDERS = Keyspace(ORDER_SERVICE)
+PRODUCTS = Keyspace(PRODUCT_SERVICE)
+
+
+@pytest.fixture
+async def client(redis_clean: RedisServer) -> AsyncIterator[RedisClient]:
+    client = RedisClient(redis_clean.url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def order_store(client: RedisClient) -> RedisOrderStore:
+    return RedisOrderStore(client, ORDERS, RedisOutbox(client, ORDERS))
+
+
+async def test_concurrent_puts_in_random_order_end_at_the_newest_version(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    versions = [a_product("p-1", version=v, quantity_available=v) for v in range(1, 51)]
+    random.shuffle(versions)
+
+    stored = await asyncio.gather(*(cache.put(p) for p in versions))
+
+    assert sum(stored) >= 1
+    assert stored[versions.index(next(p for p in versions if p.version == 50))] is True
+    assert (await cache.get_many(["p-1"]))["p-1"].version == 50
+
+
+async def test_two_concurrent_adds_with_one_idempotency_key_store_one_order(redis_clean: RedisServer) -> None:
+    instances = [RedisClient(redis_clean.url), RedisClient(redis_clean.url)]
+    try:
+        stores = [order_store(c) for c in instances]
+        for attempt in range(20):
+            key = f"key-{attempt}"
+            first, second = an_order(f"o-{attempt}-a"), an_order(f"o-{attempt}-b")
+
+            results = await asyncio.gather(
+                stores[0].add(first, [order_created(first)], IdempotencyRecord(key, "f", first.id)),
+                stores[1].add(second, [order_created(second)], IdempotencyRecord(key, "f", second.id)),
+            )
+
+            winner = await stores[0].idempotency_record(key)
+            assert winner is not None
+            assert sorted(results, key=lambda r: r is not None) == [None, winner]
+            loser = second.id if winner.order_id == first.id else first.id
+            assert await stores[1].get(loser) is None
+            assert await stores[1].get(winner.order_id) is not None
+        assert await stores[0].outbox.count() == 20
+        assert len(await stores[0].recent_ids(100)) == 20
+    finally:
+        for instance in instances:
+            await instance.close()
+
+
+async def test_concurrent_flags_on_one_order_are_each_counted_once(client: RedisClient) -> None:
+    store = order_store(client)
+    await store.add(an_order("o-1"), [], None)
+
+    added = await asyncio.gather(
+        *(store.add_flag("o-1", flag) for flag in [*OrderFlag] * 10),
+    )
+
+    assert sum(added) == len(OrderFlag)
+    order = await store.get("o-1")
+    assert order is not None
+    assert order.flags == tuple(sorted(OrderFlag))
+
+
+async def test_every_key_is_namespaced_by_its_service(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    store = order_store(client)
+    catalog = RedisProductStore(client, PRODUCTS, RedisOutbox(client, PRODUCTS))
+    chair = a_product("chair")
+    order = an_order("o-1", product_ids=("chair",))
+    await cache.put(chair)
+    await store.add(order, [order_created(order)], IdempotencyRecord("k", "f", "o-1"))
+    await store.add_flag("o-1", OrderFlag.PRICE_REVIEW)
+    await catalog.create(chair, [order_created(order)])
+    await catalog.commit([ProductChange(chair, newer(chair))], [], reservation_for="o-1")
+    await RedisLock(client, PRODUCTS).acquire("relay", 60)
+
+    keys = sorted(await client.redis.keys("*"))  # a test may use KEYS; the adapters never do
+
+    assert keys == [
+        "order-service:idempotency:k",
+        "order-service:order-flags:o-1",
+        "order-service:order:o-1",
+        "order-service:orders-by-flag:PRICE_REVIEW",
+        "order-service:orders-by-product:chair",
+        "order-service:orders-by-time",
+        "order-service:outbox:entries",
+        "order-service:outbox:queue",
+        "order-service:outbox:seq",
+        "order-service:product-cache:active",
+        "product-service:lock:relay",
+        "product-service:outbox:entries",
+        "product-service:outbox:queue",
+        "product-service:outbox:seq",
+        "product-service:product:chair",
+        "product-service:products",
+        "product-service:reservations",
+        "product:chair",
+    ]
+    assert 59_000 < await client.redis.pttl("product:chair") <= 60_000
+    assert await client.redis.pttl("order-service:order:o-1") == -1, "orders do not expire"
+
+
+async def test_stored_json_is_the_wire_format_with_exact_numbers(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    await cache.put(a_product("p-1", current_price=Decimal("19.90")))
+
+    stored = loads(await client.redis.get("product:p-1") or "")
+
+    assert stored["currentPrice"] == Decimal("19.90")
+    assert str(stored["currentPrice"]) == "19.90"
+    assert stored["version"] == 1
+
+
+async def test_an_expired_lease_released_late_does_not_free_the_next_holders_lease(
+    redis_clean: RedisServer,
+) -> None:
+    first_client, second_client = RedisClient(redis_clean.url), RedisClient(redis_clean.url)
+    try:
+        first, second = RedisLock(first_client, ORDERS), RedisLock(second_client, ORDERS)
+        assert await first.acquire("refresh", 0.1) is True
+        assert await second.acquire("refresh", 60) is False
+        await asyncio.sleep(0.2)
+        assert await second.acquire("refresh", 60) is True
+
+        await first.release("refresh")
+
+        assert await first.acquire("refresh", 60) is False
+        await second.release("refresh")
+        assert await first.acquire("refresh", 60) is True
+    finally:
+        await first_client.close()
+        await second_client.close()
+
+
+async def test_an_unreadable_cache_entry_is_a_miss_and_the_next_put_replaces_it(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    await client.redis.set("product:p-1", "not json")
+
+    assert await cache.get_many(["p-1"]) == {}
+    assert await cache.put(a_product("p-1")) is True
+    assert await cache.get_many(["p-1"]) == {"p-1": a_product("p-1")}
+
+
+async def test_the_script_cache_is_refilled_after_script_flush(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    await cache.put(a_product("p-1"))
+    await client.redis.script_flush()
+
+    assert await cache.put(newer(a_product("p-1"))) is True
+
+
+async def test_settings_pick_the_storage_and_nothing_connects_before_use() -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+
+    on_redis = build_order_container(Settings(redis_url=unreachable))
+    catalog_on_redis = build_product_container(Settings(redis_url=unreachable))
+    in_memory = build_order_container(Settings())
+
+    assert isinstance(on_redis.orders(), RedisOrderStore)
+    assert on_redis.orders().outbox is on_redis.outbox()
+    assert isinstance(on_redis.cache(), RedisProductCache)
+    assert isinstance(catalog_on_redis.store(), RedisProductStore)
+    assert on_redis.orders().client is on_redis.cache().client, "one pool per service"
+    assert isinstance(in_memory.orders(), InMemoryOrderStore)
+    assert in_memory.orders().outbox is in_memory.outbox()
+    assert await on_redis.redis_client().ping() is False
+    await on_redis.redis_client().close()

@@ -1,0 +1,270 @@
+"""EventConsumer on the in-memory broker: ack after the effect, duplicates, poison messages, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import attrs
+import pytest
+
+from adapters.broker import ConsumerSpec, Delivery, matches_any
+from adapters.memory.broker import InMemoryBroker
+from adapters.memory.small_ports import InMemoryProcessedEvents
+from adapters.wire.event_json import encode
+from domain.errors import InvalidRequest
+from domain.events import (
+    PRODUCT_CREATED,
+    PRODUCT_DETAILS_PROVIDED,
+    PRODUCT_DETAILS_REQUESTED,
+    PRODUCT_DISCONTINUED,
+    Envelope,
+    ProductCreated,
+    ProductDetailsProvided,
+    ProductDetailsRequested,
+    ProductDiscontinued,
+)
+from entrypoints import consumers
+from entrypoints.consumers import EventConsumer, EventHandler
+from entrypoints.event_routing import (
+    order_service_consumers,
+    order_service_handlers,
+    product_service_consumers,
+    product_service_handlers,
+)
+
+from .builders import CHAIR, a_product
+from .fakes import START
+from .polling import eventually
+from .wiring import OrderSide, build_order_side, build_product_side
+
+MAX_DELIVER = 3
+
+
+@attrs.define
+class Rig:
+    side: OrderSide
+    broker: InMemoryBroker
+    applied: list[str]
+
+    def processed(self, event_type: str, outcome: str) -> float:
+        return self.side.sample("events_processed_total", type=event_type, outcome=outcome)
+
+    def dead_letters(self, subject: str) -> list[dict[str, Any]]:
+        return [json.loads(m.data) for m in self.broker.on_subject(f"deadletter.{subject}")]
+
+    async def publish(self, subject: str, data: bytes, msg_id: str | None = None) -> None:
+        await self.broker.publish(subject, data, msg_id or f"m-{len(self.broker.messages)}")
+
+    async def cached(self, product_id: str = CHAIR) -> bool:
+        return product_id in await self.side.cache.get_many([product_id])
+
+
+@pytest.fixture
+async def rig(order_side: OrderSide, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    monkeypatch.setattr(consumers, "RETRY_BASE_S", 0.01)  # real backoff is 0.5 s, 1 s, 2 s, ...
+    broker = InMemoryBroker()
+    applied: list[str] = []
+    handlers: dict[str, EventHandler] = dict(order_service_handlers(order_side.reactions, order_side.pending))
+    real_created = handlers[PRODUCT_CREATED]
+
+    async def counting_created(envelope: Envelope) -> None:
+        await real_created(envelope)
+        applied.append(envelope.id)
+
+    async def refusing(envelope: Envelope) -> None:
+        raise InvalidRequest("this consumer refuses it")
+
+    handlers[PRODUCT_CREATED] = counting_created
+    handlers[PRODUCT_DISCONTINUED] = refusing
+    consumer = EventConsumer(
+        name="order-service",
+        handlers=handlers,
+        broker=broker,
+        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+        max_deliver=MAX_DELIVER,
+    )
+    spec = ConsumerSpec(name="order-service", subjects=("product.>",), max_deliver=MAX_DELIVER, concurrency=2)
+    await broker.subscribe(spec, consumer)
+    yield Rig(order_side, broker, applied)
+    await broker.close()
+
+
+def created(event_id: str = "e-1", **product: Any) -> Envelope:
+    snapshot = a_product(CHAIR, **product)
+    return Envelope(
+        event_id, PRODUCT_CREATED, "product-service", "1.0", START, "c-1", ProductCreated(CHAIR, snapshot)
+    )
+
+
+def raw_created(**changes: Any) -> bytes:
+    wire = json.loads(encode(created()))
+    wire.update(changes)
+    return json.dumps(wire).encode()
+
+
+async def test_an_event_is_applied_then_acked(rig: Rig) -> None:
+    await rig.publish(PRODUCT_CREATED, encode(created()))
+    await eventually(lambda: rig.processed(PRODUCT_CREATED, "ack") == 1)
+    assert await rig.cached()
+    assert rig.applied == ["e-1"]
+
+
+async def test_a_duplicate_event_id_has_no_second_effect(rig: Rig) -> None:
+    await rig.publish(PRODUCT_CREATED, encode(created("e-1")), msg_id="m-1")
+    await eventually(lambda: rig.processed(PRODUCT_CREATED, "ack") == 1)
+    await rig.publish(PRODUCT_CREATED, encode(created("e-1")), msg_id="m-2")
+    await eventually(lambda: rig.processed(PRODUCT_CREATED, "duplicate") == 1)
+    assert rig.applied == ["e-1"]
+
+
+async def test_a_republish_with_the_same_msg_id_is_stored_once(rig: Rig) -> None:
+    for _ in range(3):
+        await rig.publish(PRODUCT_CREATED, encode(created("e-1")), msg_id="same")
+    assert len(rig.broker.on_subject(PRODUCT_CREATED)) == 1
+
+
+POISON = [
+    pytest.param(b"{not json", "not UTF-8 JSON", id="bad-json"),
+    pytest.param(b"\xff\xfe\x00garbage", "not UTF-8 JSON", id="not-utf8"),
+    pytest.param(b"[1, 2]", "not a JSON object", id="not-an-object"),
+    pytest.param(
+        json.dumps({"id": "e-9", "type": PRODUCT_CREATED}).encode(), "fields missing", id="missing-fields"
+    ),
+    pytest.param(raw_created(dataVersion="9.9"), "unknown dataVersion", id="unknown-data-version"),
+    pytest.param(raw_created(data={"productId": CHAIR}), "invalid product.created", id="missing-data-fields"),
+    pytest.param(raw_created(type="product.exploded"), "unknown event type", id="unknown-type"),
+    pytest.param(b"[" * 50_000 + b"]" * 50_000, "not UTF-8 JSON", id="nested-too-deep"),
+    pytest.param(b'{"id": 1e99999999999999999999}', "not UTF-8 JSON", id="number-out-of-range"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), POISON)
+async def test_poison_goes_to_the_dead_letter_subject_and_the_consumer_goes_on(
+    rig: Rig, payload: bytes, reason: str
+) -> None:
+    await rig.publish(PRODUCT_CREATED, payload)
+    await eventually(lambda: len(rig.dead_letters(PRODUCT_CREATED)) == 1)
+    [letter] = rig.dead_letters(PRODUCT_CREATED)
+    assert reason in letter["reason"]
+    assert letter["subject"] == PRODUCT_CREATED
+    assert letter["attempts"] == 1
+    assert base64.b64decode(letter["payloadBase64"]) == payload
+    assert letter["payload"] == (payload.decode() if payload.isascii() else None)
+    assert rig.processed("unknown", "dead_letter") == 1
+    await rig.publish(PRODUCT_CREATED, encode(created()))
+    await eventually(rig.cached)
+
+
+async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig) -> None:
+    request = Envelope(
+        "e-2",
+        PRODUCT_DETAILS_REQUESTED,
+        "order-service",
+        "1.0",
+        START,
+        "c",
+        ProductDetailsRequested(CHAIR, "r", "cb"),
+    )
+    await rig.publish(PRODUCT_DETAILS_REQUESTED, encode(request))
+    await eventually(lambda: len(rig.dead_letters(PRODUCT_DETAILS_REQUESTED)) == 1)
+    assert "does not handle" in rig.dead_letters(PRODUCT_DETAILS_REQUESTED)[0]["reason"]
+
+
+async def test_a_refused_event_is_dead_lettered_not_retried(rig: Rig) -> None:
+    discontinued = Envelope(
+        "e-4", PRODUCT_DISCONTINUED, "product-service", "1.0", START, "c", ProductDiscontinued(CHAIR, 2)
+    )
+    await rig.publish(PRODUCT_DISCONTINUED, encode(discontinued))
+    await eventually(lambda: len(rig.dead_letters(PRODUCT_DISCONTINUED)) == 1)
+    [letter] = rig.dead_letters(PRODUCT_DISCONTINUED)
+    assert letter["reason"] == "refused: this consumer refuses it"
+    assert rig.processed(PRODUCT_DISCONTINUED, "dead_letter") == 1
+    assert rig.processed(PRODUCT_DISCONTINUED, "retry") == 0
+
+
+async def test_a_transient_failure_is_retried_then_applied(rig: Rig) -> None:
+    rig.side.cache.outage.down = True
+    await rig.publish(PRODUCT_CREATED, encode(created()))
+    await eventually(lambda: rig.processed(PRODUCT_CREATED, "retry") >= 1)
+    assert rig.applied == []
+    rig.side.cache.outage.down = False
+    await eventually(lambda: rig.processed(PRODUCT_CREATED, "ack") == 1)
+    assert await rig.cached()
+    assert rig.dead_letters(PRODUCT_CREATED) == []
+
+
+async def test_a_failure_that_never_clears_is_dead_lettered_after_max_deliver(rig: Rig) -> None:
+    rig.side.cache.outage.down = True
+    await rig.publish(PRODUCT_CREATED, encode(created()))
+    await eventually(lambda: len(rig.dead_letters(PRODUCT_CREATED)) == 1)
+    [letter] = rig.dead_letters(PRODUCT_CREATED)
+    assert letter["attempts"] == MAX_DELIVER
+    assert f"gave up after {MAX_DELIVER} attempts" in letter["reason"]
+    assert rig.processed(PRODUCT_CREATED, "retry") == MAX_DELIVER - 1
+    assert rig.processed(PRODUCT_CREATED, "dead_letter") == 1
+
+
+async def test_an_older_snapshot_event_leaves_the_newer_cached(rig: Rig) -> None:
+    await rig.publish(PRODUCT_CREATED, encode(created("e-2", version=2, name="new")))
+    await rig.publish(PRODUCT_CREATED, encode(created("e-1", version=1, name="old")))
+    await eventually(lambda: rig.processed(PRODUCT_CREATED, "ack") == 2)
+    assert (await rig.side.cache.get_many([CHAIR]))[CHAIR].name == "new"
+
+
+async def test_replies_complete_the_waiting_request(rig: Rig, order_side: OrderSide) -> None:
+    waiter = order_side.pending.open("r-1")
+    reply = Envelope(
+        "e-3",
+        PRODUCT_DETAILS_PROVIDED,
+        "product-service",
+        "1.0",
+        START,
+        "c",
+        ProductDetailsProvided(CHAIR, "r-1", a_product(CHAIR)),
+    )
+    await rig.publish(f"{PRODUCT_DETAILS_PROVIDED}.i-1", encode(reply))
+    assert list(await asyncio.wait_for(waiter, 3)) == [a_product(CHAIR)]
+    assert await rig.cached()
+
+
+def assert_subscribed(routed: Mapping[str, EventHandler], specs: list[ConsumerSpec], instance: str) -> None:
+    subjects = [pattern for spec in specs for pattern in spec.subjects]
+    for event_type in routed:
+        reply_subject = f"{event_type}.{instance}"
+        assert matches_any(subjects, event_type) or matches_any(subjects, reply_subject), event_type
+
+
+def test_the_order_service_subscribes_to_every_event_it_handles() -> None:
+    side = build_order_side()
+    routed = order_service_handlers(side.reactions, side.pending)
+    assert_subscribed(routed, order_service_consumers("i-1"), "i-1")
+
+
+def test_the_product_service_subscribes_to_every_event_it_handles() -> None:
+    side = build_product_side()
+    assert_subscribed(product_service_handlers(side.catalog, side.answer), product_service_consumers(), "-")
+
+
+async def test_stopping_a_subscription_never_hangs_on_a_handler_that_just_finished() -> None:
+    # asyncio.wait_for on 3.11 could swallow the cancel of a handler finishing in the same turn
+    for _ in range(20):
+        broker = InMemoryBroker()
+        done: list[bytes] = []
+
+        async def handle(delivery: Delivery, done: list[bytes] = done) -> None:
+            done.append(delivery.data)
+            await delivery.ack()
+
+        await broker.subscribe(ConsumerSpec("c", ("product.>",), concurrency=4), handle)
+        for n in range(4):
+            await broker.publish("product.created", b"x", f"m-{n}")
+        await asyncio.sleep(0)
+        closing = asyncio.ensure_future(broker.close())
+        finished, _ = await asyncio.wait({closing}, timeout=2)
+        assert finished, "broker.close() never returned"

@@ -1,0 +1,233 @@
+"""The Product Service client: timeouts, backoff retries, Retry-After, the circuit breaker, strict bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from adapters.metrics import ServiceMetrics
+from adapters.product_client import HttpProductClient, RetryPolicy
+from adapters.wire.converter import dumps
+from adapters.wire.http_json import product_to_wire
+from domain.errors import ProductServiceUnavailable
+
+from .builders import CHAIR, DESK, a_product
+
+Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]] | float
+"""(status, body[, headers]), or seconds to stall before the default reply."""
+
+
+@attrs.define
+class StubProductService:
+    """Answers each call with the next scripted reply, then with `default`."""
+
+    script: list[Reply] = attrs.field(factory=list)
+    default: Reply = (200, None)
+    arrivals: list[float] = attrs.field(factory=list)
+    bodies: list[Any] = attrs.field(factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.arrivals.append(time.perf_counter())
+        if request.can_read_body:
+            self.bodies.append(await request.json())
+        reply = self.script.pop(0) if self.script else self.default
+        if isinstance(reply, float):
+            await asyncio.sleep(reply)
+            reply = self.default
+        assert not isinstance(reply, float)
+        status, body, *rest = reply
+        headers = rest[0] if rest else {}
+        raw = body if isinstance(body, bytes) else dumps(body)
+        return web.Response(status=status, body=raw, content_type="application/json", headers=headers)
+
+    @property
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)]
+
+
+@attrs.define
+class Rig:
+    stub: StubProductService
+    server: TestServer
+    metrics: ServiceMetrics
+
+    def client(
+        self, *, attempts: int = 4, interval_s: float = 0.02, threshold: int = 50, timeout_s: float = 1.0
+    ) -> HttpProductClient:
+        return HttpProductClient(
+            base_url=str(self.server.make_url("")),
+            timeout_s=timeout_s,
+            retry=RetryPolicy(max_attempts=attempts, initial_interval_s=interval_s, max_interval_s=1.0),
+            failure_threshold=threshold,
+            reset_timeout_s=30.0,
+            metrics=self.metrics,
+        )
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    stub = StubProductService()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", stub.handle)
+    server = TestServer(app)
+    await server.start_server()
+    yield Rig(stub, server, ServiceMetrics())
+    await server.close()
+
+
+@pytest.fixture
+async def started(rig: Rig) -> AsyncIterator[HttpProductClient]:
+    client = rig.client()
+    await client.start()
+    yield client
+    await client.close()
+
+
+def wire(*products: Any) -> Any:
+    return [product_to_wire(p) for p in products]
+
+
+async def test_a_product_is_read(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.default = (200, product_to_wire(a_product()))
+    assert await started.get_product(CHAIR) == a_product()
+
+
+async def test_404_is_no_product_and_not_retried(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.default = (404, {"error": {"code": "product_not_found", "message": "m", "details": None}})
+    assert await started.get_product("nope") is None
+    assert len(rig.stub.arrivals) == 1
+
+
+async def test_5xx_is_retried_with_backoff_on_the_configured_scale(
+    rig: Rig, started: HttpProductClient
+) -> None:
+    rig.stub.script = [(503, None), (502, None), (500, None)]
+    rig.stub.default = (200, product_to_wire(a_product()))
+    assert await started.get_product(CHAIR) == a_product()
+    assert len(rig.stub.arrivals) == 4
+    # 20 ms, 40 ms, 80 ms plus jitter of the same order; never a second of jitter on top
+    assert all(0.015 <= gap < 0.4 for gap in rig.stub.gaps), rig.stub.gaps
+
+
+async def test_a_lookup_gives_up_after_max_attempts(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.default = (500, None)
+    with pytest.raises(ProductServiceUnavailable):
+        await started.get_product(CHAIR)
+    assert len(rig.stub.arrivals) == 4
+    assert (
+        rig.metrics.registry.get_sample_value(
+            "product_service_requests_total", {"operation": "get_product", "outcome": "server_error"}
+        )
+        == 4
+    )
+
+
+async def test_other_4xx_are_never_retried(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.default = (400, {"error": {}})
+    with pytest.raises(ProductServiceUnavailable):
+        await started.get_products([CHAIR])
+    assert len(rig.stub.arrivals) == 1
+
+
+async def test_429_waits_as_long_as_retry_after_says(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.script = [(429, None, {"Retry-After": "0.3"})]
+    rig.stub.default = (200, wire(a_product()))
+    assert await started.get_products([CHAIR]) == {CHAIR: a_product()}
+    assert rig.stub.gaps[0] >= 0.29
+
+
+async def test_a_slow_answer_times_out_and_is_retried(rig: Rig) -> None:
+    client = rig.client(timeout_s=0.1, attempts=2)
+    await client.start()
+    rig.stub.script = [0.5]
+    rig.stub.default = (200, product_to_wire(a_product()))
+    try:
+        assert await client.get_product(CHAIR) == a_product()
+    finally:
+        await client.close()
+    assert len(rig.stub.arrivals) == 2
+
+
+async def test_an_unreadable_body_is_unavailable_not_a_crash(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.default = (200, b"<html>oops</html>")
+    with pytest.raises(ProductServiceUnavailable, match="cannot read"):
+        await started.get_product(CHAIR)
+    rig.stub.default = (200, [{"id": CHAIR, "basePrice": "12"}])
+    with pytest.raises(ProductServiceUnavailable, match="cannot read"):
+        await started.get_products([CHAIR])
+
+
+async def test_the_breaker_opens_after_the_threshold_and_stops_calling(rig: Rig) -> None:
+    client = rig.client(attempts=1, threshold=2)
+    await client.start()
+    rig.stub.default = (500, None)
+    try:
+        for _ in range(2):
+            with pytest.raises(ProductServiceUnavailable):
+                await client.get_product(CHAIR)
+        rig.stub.default = (200, product_to_wire(a_product()))
+        with pytest.raises(ProductServiceUnavailable, match="circuit open"):
+            await client.get_product(CHAIR)
+        assert len(rig.stub.arrivals) == 2
+        assert await client.breaker_state() == "opened"
+        assert (
+            rig.metrics.registry.get_sample_value("circuit_breaker_state", {"name": "product-service"}) == 2
+        )
+    finally:
+        await client.close()
+
+
+async def test_an_unreachable_service_is_unavailable(rig: Rig) -> None:
+    client = rig.client(attempts=2)
+    await client.start()
+    await rig.server.close()
+    try:
+        with pytest.raises(ProductServiceUnavailable):
+            await client.get_products([CHAIR])
+    finally:
+        await client.close()
+
+
+async def test_batches_hold_at_most_100_ids_and_keep_only_what_was_asked(
+    rig: Rig, started: HttpProductClient
+) -> None:
+    ids = [f"p-{n:03d}" for n in range(150)]
+    rig.stub.script = [
+        (200, wire(a_product("p-000"), a_product("stranger"))),
+        (200, wire(a_product("p-149"))),
+    ]
+    found = await started.get_products(ids)
+    assert sorted(found) == ["p-000", "p-149"]
+    assert [len(body["ids"]) for body in rig.stub.bodies] == [100, 50]
+
+
+async def test_concurrent_lookups_of_the_same_ids_share_one_call(
+    rig: Rig, started: HttpProductClient
+) -> None:
+    rig.stub.script = [0.05]
+    rig.stub.default = (200, wire(a_product(CHAIR), a_product(DESK)))
+    first, second = await asyncio.gather(
+        started.get_products([CHAIR, DESK]), started.get_products([DESK, CHAIR])
+    )
+    assert first == second == {CHAIR: a_product(CHAIR), DESK: a_product(DESK)}
+    assert len(rig.stub.arrivals) == 1
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others_sharing_its_call(
+    rig: Rig, started: HttpProductClient
+) -> None:
+    rig.stub.script = [0.1]
+    rig.stub.default = (200, wire(a_product(CHAIR)))
+    first = asyncio.create_task(started.get_products([CHAIR]))
+    await asyncio.sleep(0.02)
+    second = asyncio.create_task(started.get_products([CHAIR]))
+    await asyncio.sleep(0.02)
+    first.cancel()
+    assert await asyncio.wait_for(second, 2) == {CHAIR: a_product(CHAIR)}

@@ -1,0 +1,229 @@
+"""Use case: the Order Service's reactions to product events; the newest version always wins."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from application.create_order import CreateOrder
+from domain.errors import StoreUnavailable
+from domain.events import AvailabilityChanged, PriceChanged, ProductDiscontinued
+from domain.orders import Order, OrderFlag, OrderLine
+from domain.products import Product, ProductStatus
+
+from .builders import CHAIR, DESK, a_product, newer
+from .wiring import OrderSide, build_order_side
+
+
+async def cached(side: OrderSide, product_id: str = CHAIR) -> Product | None:
+    return (await side.cache.get_many([product_id])).get(product_id)
+
+
+async def place(side: OrderSide, *lines: tuple[str, int]) -> Order:
+    placed = await side.create_order(CreateOrder("u-1", tuple(OrderLine(p, q) for p, q in lines)))
+    return placed.order
+
+
+def price_changed(product: Product, new_price: str) -> PriceChanged:
+    return PriceChanged(
+        CHAIR, product.current_price, Decimal(new_price), product.base_price, product.version + 1
+    )
+
+
+async def test_a_snapshot_fills_the_cache(order_side: OrderSide) -> None:
+    await order_side.reactions.snapshot_arrived(a_product(CHAIR))
+    assert await cached(order_side) == a_product(CHAIR)
+
+
+async def test_newer_snapshot_replaces_older(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR)
+    await order_side.reactions.snapshot_arrived(v1)
+    await order_side.reactions.snapshot_arrived(newer(v1, name="Better chair"))
+    assert (await cached(order_side)) == newer(v1, name="Better chair")
+
+
+async def test_older_version_never_overwrites_newer(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR)
+    v3 = newer(newer(v1), name="v3")
+    await order_side.reactions.snapshot_arrived(v3)
+    await order_side.reactions.snapshot_arrived(v1)
+    await order_side.reactions.snapshot_arrived(newer(v1, name="stale v2"))
+    assert await cached(order_side) == v3
+
+
+async def test_same_version_again_changes_nothing(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR)
+    await order_side.reactions.snapshot_arrived(v1)
+    await order_side.reactions.snapshot_arrived(a_product(CHAIR, name="same version, other data"))
+    assert await cached(order_side) == v1
+
+
+@settings(max_examples=50)  # each example runs an event loop of its own
+@given(st.permutations(list(range(1, 8))))
+def test_any_arrival_order_leaves_the_newest_snapshot(order: list[int]) -> None:
+    side = build_order_side()
+
+    async def deliver() -> Product | None:
+        for version in order:
+            await side.reactions.snapshot_arrived(a_product(CHAIR, version=version, name=f"v{version}"))
+        return await cached(side)
+
+    newest = asyncio.run(deliver())
+    assert newest is not None
+    assert (newest.version, newest.name) == (7, "v7")
+
+
+async def test_price_change_on_the_next_version_updates_the_cached_price(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    await order_side.cache.put(v1)
+    await order_side.reactions.price_changed(price_changed(v1, "90.00"))
+    now = await cached(order_side)
+    assert now is not None
+    assert (now.version, now.current_price, now.name) == (2, Decimal("90.00"), v1.name)
+
+
+async def test_partial_events_apply_only_on_top_of_the_version_before(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    await order_side.cache.put(v1)
+    skipped = PriceChanged(CHAIR, Decimal("100.00"), Decimal("80.00"), Decimal("100.00"), 3)
+    await order_side.reactions.price_changed(skipped)
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 1, 3))
+    await order_side.reactions.discontinued(ProductDiscontinued(CHAIR, 3))
+    assert await cached(order_side) == v1
+
+
+async def test_partial_events_do_not_create_cache_entries(order_side: OrderSide) -> None:
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, False, 0, 2))
+    assert await cached(order_side) is None
+
+
+async def test_availability_change_updates_the_cached_quantity(order_side: OrderSide) -> None:
+    await order_side.cache.put(a_product(CHAIR, quantity_available=12))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 2))
+    now = await cached(order_side)
+    assert now is not None
+    assert (now.version, now.quantity_available) == (2, 3)
+
+
+async def test_an_older_partial_event_is_ignored(order_side: OrderSide) -> None:
+    v3 = a_product(CHAIR, version=3, quantity_available=7)
+    await order_side.cache.put(v3)
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 99, 2))
+    assert await cached(order_side) == v3
+
+
+async def test_discontinued_flags_every_order_holding_the_product(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR), a_product(DESK))
+    holding = [await place(order_side, (CHAIR, 1)), await place(order_side, (DESK, 1), (CHAIR, 1))]
+    other = await place(order_side, (DESK, 1))
+    await order_side.cache.put(a_product(CHAIR))
+    await order_side.reactions.discontinued(ProductDiscontinued(CHAIR, 2))
+    for order in holding:
+        assert (await order_side.get_order(order.id)).flags == (OrderFlag.DISCONTINUED_PRODUCT,)
+    assert (await order_side.get_order(other.id)).flags == ()
+    now = await cached(order_side)
+    assert now is not None
+    assert now.status is ProductStatus.DISCONTINUED
+    assert order_side.sample("orders_flagged_total", reason="DISCONTINUED_PRODUCT") == 2
+
+
+async def test_a_discontinued_snapshot_flags_orders_too(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR))
+    order = await place(order_side, (CHAIR, 1))
+    await order_side.reactions.snapshot_arrived(newer(a_product(CHAIR), status=ProductStatus.DISCONTINUED))
+    assert (await order_side.get_order(order.id)).flags == (OrderFlag.DISCONTINUED_PRODUCT,)
+
+
+async def test_discontinued_twice_flags_once(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR))
+    await place(order_side, (CHAIR, 1))
+    await order_side.reactions.discontinued(ProductDiscontinued(CHAIR, 2))
+    await order_side.reactions.discontinued(ProductDiscontinued(CHAIR, 2))
+    assert order_side.sample("orders_flagged_total", reason="DISCONTINUED_PRODUCT") == 1
+
+
+async def test_price_change_revalidates_created_orders_and_flags_review(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    big = await place(order_side, (CHAIR, 1))
+    await order_side.reactions.price_changed(price_changed(v1, "115.00"))
+    assert (await order_side.get_order(big.id)).flags == (OrderFlag.PRICE_REVIEW,)
+
+
+async def test_a_small_price_change_does_not_flag(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 1))
+    await order_side.reactions.price_changed(price_changed(v1, "101.00"))
+    assert (await order_side.get_order(order.id)).flags == ()
+
+
+async def test_an_older_price_change_does_not_revalidate_orders(order_side: OrderSide) -> None:
+    # v2 raised the price, v3 set it back; v2's event arriving after v3 must not flag the order
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 1))
+    v3 = newer(newer(v1), current_price=Decimal("100.00"))
+    await order_side.reactions.snapshot_arrived(v3)
+    await order_side.reactions.price_changed(price_changed(v1, "150.00"))
+    assert (await order_side.get_order(order.id)).flags == ()
+    assert await cached(order_side) == v3
+
+
+async def test_a_price_change_after_its_own_snapshot_still_revalidates(order_side: OrderSide) -> None:
+    # product.updated and product.price_changed of one version: the snapshot usually comes first
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 1))
+    await order_side.reactions.snapshot_arrived(newer(v1, current_price=Decimal("150.00")))
+    await order_side.reactions.price_changed(price_changed(v1, "150.00"))
+    assert (await order_side.get_order(order.id)).flags == (OrderFlag.PRICE_REVIEW,)
+
+
+async def reactivated(side: OrderSide) -> tuple[Product, Order]:
+    """v2 discontinued the chair, v3 brought it back; an order placed since holds it."""
+    v1 = a_product(CHAIR)
+    v3 = newer(newer(v1), status=ProductStatus.ACTIVE)
+    side.lookup.add(v3)
+    order = await place(side, (CHAIR, 1))
+    assert (await cached(side)) == v3
+    return v1, order
+
+
+async def test_an_older_discontinued_event_does_not_flag_orders(order_side: OrderSide) -> None:
+    await reactivated(order_side)
+    await order_side.reactions.discontinued(ProductDiscontinued(CHAIR, 2))
+    assert order_side.sample("orders_flagged_total", reason="DISCONTINUED_PRODUCT") == 0
+
+
+async def test_an_older_discontinued_snapshot_does_not_flag_orders(order_side: OrderSide) -> None:
+    v1, _ = await reactivated(order_side)
+    await order_side.reactions.snapshot_arrived(newer(v1, status=ProductStatus.DISCONTINUED))
+    assert order_side.sample("orders_flagged_total", reason="DISCONTINUED_PRODUCT") == 0
+
+
+async def test_a_redelivered_discontinued_snapshot_still_flags(order_side: OrderSide) -> None:
+    # the first delivery stored the snapshot, then failed before flagging: the retry must finish
+    order_side.lookup.add(a_product(CHAIR))
+    order = await place(order_side, (CHAIR, 1))
+    discontinued = newer(a_product(CHAIR), status=ProductStatus.DISCONTINUED)
+    await order_side.cache.put(discontinued)
+    await order_side.reactions.snapshot_arrived(discontinued)
+    assert (await order_side.get_order(order.id)).flags == (OrderFlag.DISCONTINUED_PRODUCT,)
+
+
+async def test_a_redelivered_price_change_still_revalidates(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 1))
+    event = price_changed(v1, "150.00")
+    order_side.outbox.outage.down = True
+    with pytest.raises(StoreUnavailable):
+        await order_side.reactions.price_changed(event)
+    order_side.outbox.outage.down = False
+    await order_side.reactions.price_changed(event)
+    assert (await order_side.get_order(order.id)).flags == (OrderFlag.PRICE_REVIEW,)

@@ -1,0 +1,161 @@
+"""Use cases: the scheduled refresh of active products, and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+
+import attrs
+import pytest
+
+from adapters.memory.broker import InMemoryBroker
+from adapters.publisher import BrokerEventPublisher
+from application.create_order import CreateOrder
+from application.outbox_relay import RelayOutbox
+from application.refresh import REFRESH_LOCK
+from domain.errors import EventBusUnavailable
+from domain.events import (
+    ORDER_CREATED,
+    PRODUCT_BATCH_DETAILS_PROVIDED,
+    PRODUCT_BATCH_DETAILS_REQUESTED,
+    ProductBatchDetailsRequested,
+)
+from domain.orders import OrderLine
+from domain.products import ProductStatus
+
+from .builders import CHAIR, a_product
+from .wiring import OrderSide, build_order_side
+
+
+async def cache_products(side: OrderSide, count: int, **overrides: object) -> list[str]:
+    ids = [f"p-{n:03d}" for n in range(count)]
+    for product_id in ids:
+        await side.cache.put(a_product(product_id, **overrides))
+    return ids
+
+
+def requests_of(side: OrderSide) -> list[ProductBatchDetailsRequested]:
+    found = []
+    for envelope in side.publisher.of_type(PRODUCT_BATCH_DETAILS_REQUESTED):
+        assert isinstance(envelope.data, ProductBatchDetailsRequested)
+        found.append(envelope.data)
+    return found
+
+
+async def test_refresh_asks_for_active_products_in_chunks_of_the_batch_size() -> None:
+    side = build_order_side(batch_size=50, batch_delay_s=1.0)
+    ids = await cache_products(side, 120)
+    report = await side.refresh_all()
+    assert (report.ran, report.products, report.batches) == (True, 120, 3)
+    batches = requests_of(side)
+    assert [len(b.product_ids) for b in batches] == [50, 50, 20]
+    assert [pid for b in batches for pid in b.product_ids] == sorted(ids)
+    assert side.clock.sleeps == [1.0, 1.0]
+
+
+async def test_refresh_requests_are_in_refresh_mode_and_correlated(order_side: OrderSide) -> None:
+    await cache_products(order_side, 3)
+    await order_side.refresh_all()
+    [envelope] = order_side.publisher.of_type(PRODUCT_BATCH_DETAILS_REQUESTED)
+    data = envelope.data
+    assert isinstance(data, ProductBatchDetailsRequested)
+    assert data.refresh_mode is True
+    assert data.callback_event == PRODUCT_BATCH_DETAILS_PROVIDED
+    assert envelope.correlation_id == data.request_id
+
+
+async def test_refresh_skips_products_that_are_not_active(order_side: OrderSide) -> None:
+    await cache_products(order_side, 2)
+    await order_side.cache.put(a_product("gone", status=ProductStatus.DISCONTINUED))
+    await order_side.cache.put(a_product("paused", status=ProductStatus.INACTIVE))
+    await order_side.refresh_all()
+    assert [b.product_ids for b in requests_of(order_side)] == [("p-000", "p-001")]
+
+
+async def test_refresh_with_nothing_cached_publishes_nothing(order_side: OrderSide) -> None:
+    report = await order_side.refresh_all()
+    assert (report.ran, report.batches) == (True, 0)
+    assert order_side.publisher.published == []
+
+
+async def test_the_lock_prevents_a_second_concurrent_refresh(order_side: OrderSide) -> None:
+    await cache_products(order_side, 120)
+    first, second = await asyncio.gather(order_side.refresh_all(), order_side.refresh_all())
+    assert sorted([first.ran, second.ran]) == [False, True]
+    assert len(requests_of(order_side)) == 3
+
+
+async def test_a_lock_held_elsewhere_skips_the_tick_and_is_left_alone(order_side: OrderSide) -> None:
+    await cache_products(order_side, 1)
+    assert await order_side.lock.acquire(REFRESH_LOCK, 300)
+    assert not (await order_side.refresh_all()).ran
+    assert order_side.publisher.published == []
+    assert not await order_side.lock.acquire(REFRESH_LOCK, 300)
+
+
+async def test_the_lock_is_released_after_a_run_even_when_publishing_fails(order_side: OrderSide) -> None:
+    await cache_products(order_side, 1)
+    order_side.publisher.down = True
+    with pytest.raises(EventBusUnavailable):
+        await order_side.refresh_all()
+    order_side.publisher.down = False
+    assert (await order_side.refresh_all()).ran
+
+
+# --- the outbox relay ---------------------------------------------------------------------------
+
+
+async def orders_in_outbox(side: OrderSide, count: int) -> None:
+    side.lookup.add(a_product(CHAIR, quantity_available=1000))
+    for _ in range(count):
+        await side.create_order(CreateOrder("u-1", (OrderLine(CHAIR, 1),)))
+
+
+async def test_relay_publishes_and_then_removes(order_side: OrderSide) -> None:
+    await orders_in_outbox(order_side, 3)
+    assert await order_side.relay() == 3
+    assert await order_side.outbox.count() == 0
+    assert [e.type for e in order_side.publisher.envelopes] == [ORDER_CREATED] * 3
+
+
+async def test_relay_keeps_every_entry_while_the_bus_is_down(order_side: OrderSide) -> None:
+    await orders_in_outbox(order_side, 3)
+    order_side.publisher.down = True
+    assert await order_side.relay() == 0
+    assert await order_side.outbox.count() == 3
+    order_side.publisher.down = False
+    assert await order_side.relay() == 3
+    assert await order_side.outbox.count() == 0
+
+
+async def test_relay_removes_only_what_was_published(order_side: OrderSide) -> None:
+    await orders_in_outbox(order_side, 4)
+    pending_before = [e.id for e in await order_side.outbox.pending(10)]
+    order_side.publisher.fail_after = 2
+    assert await order_side.relay() == 2
+    published = [e.id for e in order_side.publisher.envelopes]
+    left = [e.id for e in await order_side.outbox.pending(10)]
+    assert sorted(published + left) == sorted(pending_before)
+    assert not set(published) & set(left)
+
+
+async def test_relay_over_the_in_memory_broker_stores_each_event_once(order_side: OrderSide) -> None:
+    broker = InMemoryBroker()
+    relay = RelayOutbox(
+        outbox=order_side.outbox,
+        publisher=BrokerEventPublisher(broker, order_side.metrics),
+        lock=order_side.lock,
+    )
+    await orders_in_outbox(order_side, 2)
+    broker.outage.down = True
+    assert await relay() == 0
+    broker.outage.down = False
+    assert await relay() == 2
+    assert len(broker.on_subject(ORDER_CREATED)) == 2
+    assert order_side.sample("events_published_total", type=ORDER_CREATED, outcome="ok") == 2
+    assert order_side.sample("events_published_total", type=ORDER_CREATED, outcome="error") == 2
+
+
+async def test_relay_in_small_batches_drains_in_several_passes(order_side: OrderSide) -> None:
+    relay = attrs.evolve(order_side.relay, batch_size=2)
+    await orders_in_outbox(order_side, 5)
+    assert [await relay(), await relay(), await relay(), await relay()] == [2, 2, 1, 0]

@@ -1,0 +1,150 @@
+"""Use case: async request-reply with correlation ids, then the synchronous call, then the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import attrs
+import pytest
+
+from application.request_reply import PendingReplies, RefreshedProduct
+from domain.errors import ProductNotFound, ProductServiceUnavailable
+from domain.events import PRODUCT_DETAILS_REQUESTED, ProductDetailsRequested
+from domain.products import Product
+
+from .builders import CHAIR, a_product, newer
+from .wiring import REPLY_SUBJECT, OrderSide
+
+
+async def published_request(side: OrderSide) -> ProductDetailsRequested:
+    """Wait (a few loop turns) until the request is on the bus, and return it."""
+    for _ in range(100):
+        requests = side.publisher.of_type(PRODUCT_DETAILS_REQUESTED)
+        if requests:
+            data = requests[-1].data
+            assert isinstance(data, ProductDetailsRequested)
+            return data
+        await asyncio.sleep(0)
+    raise AssertionError("no product.details_requested was published")
+
+
+async def answered_with(side: OrderSide, reply: list[Product | None]) -> RefreshedProduct:
+    call = asyncio.create_task(side.refresh_product(CHAIR))
+    request = await published_request(side)
+    assert side.pending.complete(request.request_id, reply)
+    return await call
+
+
+async def test_a_reply_in_time_answers_from_the_event(order_side: OrderSide) -> None:
+    refreshed = await answered_with(order_side, [a_product(CHAIR)])
+    assert refreshed.source == "event"
+    assert refreshed.product == a_product(CHAIR)
+    assert CHAIR in await order_side.cache.get_many([CHAIR])
+    assert order_side.lookup.calls == []
+    assert len(order_side.pending) == 0
+
+
+async def test_the_request_names_the_reply_subject_and_correlates(order_side: OrderSide) -> None:
+    await answered_with(order_side, [a_product(CHAIR)])
+    [(subject, envelope)] = order_side.publisher.published
+    assert isinstance(envelope.data, ProductDetailsRequested)
+    assert subject == PRODUCT_DETAILS_REQUESTED
+    assert envelope.data.callback_event == REPLY_SUBJECT
+    assert envelope.data.product_id == CHAIR
+    assert envelope.correlation_id == envelope.data.request_id
+
+
+async def test_a_reply_saying_unknown_is_not_found(order_side: OrderSide) -> None:
+    with pytest.raises(ProductNotFound):
+        await answered_with(order_side, [None])
+    assert len(order_side.pending) == 0
+
+
+async def test_no_reply_in_time_falls_back_to_http(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR))
+    refreshed = await order_side.refresh_product(CHAIR)
+    assert refreshed.source == "http"
+    assert order_side.lookup.calls == [("get_product", (CHAIR,))]
+    assert order_side.sample("async_request_timeouts_total") == 1
+    assert len(order_side.pending) == 0
+
+
+async def test_http_fallback_refreshes_the_cache(order_side: OrderSide) -> None:
+    await order_side.cache.put(a_product(CHAIR))
+    order_side.lookup.add(newer(a_product(CHAIR), name="fresh"))
+    await order_side.refresh_product(CHAIR)
+    cached = (await order_side.cache.get_many([CHAIR]))[CHAIR]
+    assert cached.name == "fresh"
+
+
+async def test_no_reply_and_http_down_answers_from_the_cache(order_side: OrderSide) -> None:
+    await order_side.cache.put(a_product(CHAIR))
+    order_side.lookup.available = False
+    refreshed = await order_side.refresh_product(CHAIR)
+    assert refreshed.source == "cache"
+    assert refreshed.product == a_product(CHAIR)
+
+
+async def test_nobody_knows_the_product_and_http_is_down_is_unavailable(order_side: OrderSide) -> None:
+    order_side.lookup.available = False
+    with pytest.raises(ProductServiceUnavailable):
+        await order_side.refresh_product(CHAIR)
+    assert len(order_side.pending) == 0
+
+
+async def test_http_saying_unknown_is_not_found(order_side: OrderSide) -> None:
+    with pytest.raises(ProductNotFound):
+        await order_side.refresh_product(CHAIR)
+
+
+async def test_a_dead_bus_goes_straight_to_http_without_waiting(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR))
+    order_side.publisher.down = True
+    refresh = attrs.evolve(order_side.refresh_product, timeout_s=30.0)
+    started = time.perf_counter()
+    refreshed = await refresh(CHAIR)
+    assert refreshed.source == "http"
+    assert time.perf_counter() - started < 5.0
+    assert len(order_side.pending) == 0
+
+
+async def test_a_late_reply_finds_nobody_waiting(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR))
+    await order_side.refresh_product(CHAIR)
+    request = await published_request(order_side)
+    assert not order_side.pending.complete(request.request_id, [a_product(CHAIR)])
+
+
+async def test_a_cancelled_caller_leaves_no_pending_entry(order_side: OrderSide) -> None:
+    call = asyncio.create_task(order_side.refresh_product(CHAIR))
+    await published_request(order_side)
+    assert len(order_side.pending) == 1
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert len(order_side.pending) == 0
+
+
+async def test_shutdown_releases_every_waiter_to_the_fallback(order_side: OrderSide) -> None:
+    order_side.lookup.add(a_product(CHAIR))
+    order_side.refresh_product = attrs.evolve(order_side.refresh_product, timeout_s=30.0)
+    call = asyncio.create_task(order_side.refresh_product(CHAIR))
+    await published_request(order_side)
+    order_side.pending.fail_all()
+    refreshed = await asyncio.wait_for(call, 5)
+    assert refreshed.source == "http"
+    assert len(order_side.pending) == 0
+
+
+async def test_pending_replies_hand_each_reply_to_its_own_waiter() -> None:
+    pending = PendingReplies()
+    first, second = pending.open("r-1"), pending.open("r-2")
+    assert pending.complete("r-2", [a_product(CHAIR, name="two")])
+    assert not first.done()
+    assert second.result()[0] == a_product(CHAIR, name="two")
+    assert not pending.complete("r-2", [None])
+    assert not pending.complete("unknown", [None])
+    pending.close("r-1")
+    assert first.cancelled()
+    assert len(pending) == 0

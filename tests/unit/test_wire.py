@@ -1,0 +1,257 @@
+"""The private cattrs converters: every wire type round-trips exactly; bad input is refused, never coerced."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.wire.converter import dumps, format_timestamp, loads, parse_timestamp, structure_or_reject
+from adapters.wire.event_json import decode, encode, envelope_to_wire
+from adapters.wire.http_json import REQUESTS, RESPONSES, discrepancy_to_wire, order_to_wire, product_to_wire
+from domain.errors import InvalidRequest, UndecodableEvent
+from domain.events import EVENT_TYPES, Envelope, PriceChanged, ProductBatchDetailsRequested
+from domain.orders import Order
+from domain.pricing import DiscrepancyResult, PriceDiscrepancy
+from domain.products import Product, ProductStatus
+from entrypoints.http.schemas import (
+    BatchRequest,
+    CreateOrderRequest,
+    CreateProductRequest,
+    OrderItemRequest,
+    PatchProductRequest,
+)
+
+from .builders import CHAIR, a_product, an_order
+from .fakes import START
+from .strategies import envelopes, ids, money, orders, products
+
+
+@given(envelopes())
+def test_every_envelope_round_trips_through_the_event_wire(envelope: Envelope) -> None:
+    assert decode(encode(envelope)) == envelope
+
+
+def keys_of(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in keys_of(v)}
+    if isinstance(value, list | tuple):
+        return {k for v in value for k in keys_of(v)}
+    return set()
+
+
+@given(envelopes())
+def test_every_key_on_the_event_wire_is_camel_case(envelope: Envelope) -> None:
+    assert not [key for key in keys_of(loads(encode(envelope))) if "_" in key]
+
+
+def test_the_strategies_cover_every_event_type() -> None:
+    seen: set[str] = set()
+
+    @given(envelopes())
+    def collect(envelope: Envelope) -> None:
+        seen.add(envelope.type)
+
+    collect()
+    assert seen == set(EVENT_TYPES)
+
+
+@given(products())
+def test_every_product_round_trips_through_the_http_wire(product: Product) -> None:
+    raw = dumps(product_to_wire(product))
+    assert structure_or_reject(RESPONSES, loads(raw), Product) == product
+
+
+@given(orders())
+def test_every_order_round_trips_through_the_http_wire(order: Order) -> None:
+    raw = dumps(order_to_wire(order))
+    assert structure_or_reject(RESPONSES, loads(raw), Order) == order
+
+
+def test_product_wire_matches_the_interface_example() -> None:
+    wire = json.loads(dumps(product_to_wire(a_product(CHAIR, version=3))))
+    assert wire == {
+        "id": CHAIR,
+        "name": "Product e8acc97f",
+        "basePrice": 249.99,
+        "currentPrice": 249.99,
+        "currency": "USD",
+        "status": "ACTIVE",
+        "quantityAvailable": 12,
+        "version": 3,
+        "updatedAt": "2026-11-23T10:00:00Z",
+    }
+
+
+def test_money_is_an_exact_json_number() -> None:
+    raw = dumps(order_to_wire(an_order(total_amount=Decimal("59.97"))))
+    assert b'"totalAmount":59.97' in raw
+    assert b'"unitPrice":249.99' in raw
+    assert loads(raw)["totalAmount"] == Decimal("59.97")
+
+
+def test_discrepancy_result_wire_shape() -> None:
+    result = DiscrepancyResult(
+        (PriceDiscrepancy("p1", Decimal("10.00"), Decimal("3.00"), Decimal(700) / 3),),
+        Decimal("-7.00"),
+        True,
+    )
+    wire = json.loads(dumps(discrepancy_to_wire(result)), parse_float=Decimal)
+    assert wire == {
+        "hasDiscrepancies": True,
+        "discrepancies": [
+            {
+                "productId": "p1",
+                "orderPrice": Decimal("10.00"),
+                "currentPrice": Decimal("3.00"),
+                "difference": Decimal("233.3333"),
+            }
+        ],
+        "totalDifference": Decimal("-7.00"),
+        "requiresReview": True,
+    }
+
+
+def test_optional_refresh_mode_is_left_out_when_unset() -> None:
+    envelope = Envelope(
+        "e-1",
+        "product.batch_details_requested",
+        "order-service",
+        "1.0",
+        START,
+        "c",
+        ProductBatchDetailsRequested(("a",), "r", "cb"),
+    )
+    assert "refreshMode" not in envelope_to_wire(envelope)["data"]
+    assert decode(encode(envelope)) == envelope
+
+
+def test_timestamps_are_utc_with_z_to_the_millisecond() -> None:
+    assert format_timestamp(START) == "2026-11-23T10:00:00Z"
+    assert format_timestamp(START.replace(microsecond=123456)) == "2026-11-23T10:00:00.123Z"
+    assert parse_timestamp("2026-11-23T12:00:00+02:00") == START
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-11-23T10:00:00", "yesterday", 1700000000, "0001-01-01T00:00:00+01:00"]
+)
+def test_bad_timestamps_are_value_errors(value: object) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        parse_timestamp(value)
+
+
+# --- strictness: no silent coercion -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"userId": "u", "items": [{"productId": "p", "quantity": "2"}]}, "items[0].quantity"),
+        ({"userId": "u", "items": [{"productId": "p", "quantity": 2.0}]}, "items[0].quantity"),
+        ({"userId": "u", "items": [{"productId": "p", "quantity": True}]}, "items[0].quantity"),
+        ({"userId": 7, "items": [{"productId": "p", "quantity": 2}]}, "userId"),
+        ({"userId": "u", "items": "pp"}, "items"),
+        ({"userId": "u", "items": [{"productId": "p", "quantity": 1, "variantId": 3}]}, "items[0].variantId"),
+        ({"userId": "u", "items": [{"product_id": "p", "quantity": 1}]}, "items[0]"),
+        ({"items": [{"productId": "p", "quantity": 1}]}, "userId"),
+    ],
+)
+def test_request_wire_refuses_coercion_and_names_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        structure_or_reject(REQUESTS, loads(json.dumps(body)), CreateOrderRequest)
+    assert field in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"\xff\xfe{}",
+        b"[]",
+        b'{"id": "e"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"x": 1e99999999999999999999}',
+    ],
+)
+def test_undecodable_events_say_why(raw: bytes) -> None:
+    with pytest.raises(UndecodableEvent):
+        decode(raw)
+
+
+def wire_event(**changes: Any) -> bytes:
+    envelope: dict[str, Any] = {
+        "id": "e-1",
+        "type": "product.price_changed",
+        "source": "product-service",
+        "dataVersion": "1.0",
+        "timestamp": "2026-11-23T10:00:00Z",
+        "correlationId": "c-1",
+        "data": {"productId": CHAIR, "oldPrice": 10, "newPrice": 12.5, "basePrice": 12.5, "version": 2},
+    }
+    envelope.update(changes)
+    return json.dumps(envelope).encode()
+
+
+def test_a_well_formed_event_decodes() -> None:
+    data = decode(wire_event()).data
+    assert data == PriceChanged(CHAIR, Decimal(10), Decimal("12.5"), Decimal("12.5"), 2)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"dataVersion": "2.0"},
+        {"type": "product.exploded"},
+        {"timestamp": "0001-01-01T00:00:00+05:00"},
+        {"timestamp": "2026-11-23T10:00:00"},
+        {"id": ""},
+        {"data": None},
+        {"data": {"productId": CHAIR, "version": 2}},
+        {"data": {"productId": CHAIR, "oldPrice": 10, "newPrice": "12.5", "basePrice": 12.5, "version": 2}},
+        {"data": {"productId": CHAIR, "oldPrice": 10, "newPrice": -1, "basePrice": 12.5, "version": 2}},
+        {"data": {"productId": CHAIR, "oldPrice": 10, "newPrice": 1.234, "basePrice": 12.5, "version": 2}},
+    ],
+)
+def test_events_that_can_never_be_handled_are_undecodable(changes: dict[str, Any]) -> None:
+    with pytest.raises(UndecodableEvent):
+        decode(wire_event(**changes))
+
+
+order_requests = st.builds(
+    CreateOrderRequest,
+    user_id=ids,
+    items=st.lists(
+        st.builds(OrderItemRequest, ids, st.integers(min_value=1, max_value=10_000), st.none() | ids),
+        min_size=1,
+        max_size=5,
+    ).map(tuple),
+)
+product_requests = st.builds(
+    CreateProductRequest,
+    name=ids,
+    base_price=money(),
+    current_price=money(),
+    currency=st.sampled_from(["USD", "EUR"]),
+    status=st.sampled_from(ProductStatus),
+    quantity_available=st.integers(min_value=0, max_value=10**9),
+    id=st.none() | ids,
+)
+patch_requests = st.builds(
+    PatchProductRequest,
+    name=st.none() | ids,
+    base_price=st.none() | money(),
+    current_price=st.none() | money(),
+    status=st.none() | st.sampled_from(ProductStatus),
+    quantity_available=st.none() | st.integers(min_value=0, max_value=10**9),
+)
+batch_requests = st.builds(BatchRequest, st.lists(ids, max_size=5).map(tuple))
+
+
+@given(st.one_of(order_requests, product_requests, patch_requests, batch_requests))
+def test_every_request_body_round_trips_through_the_strict_request_wire(body: Any) -> None:
+    raw = dumps(REQUESTS.unstructure(body))
+    assert structure_or_reject(REQUESTS, loads(raw), type(body)) == body
