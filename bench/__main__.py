@@ -60,53 +60,62 @@ def _parser() -> argparse.ArgumentParser:
 
 async def run(args: argparse.Namespace, wanted: set[str], results: list[Result]) -> None:
     if wanted & INPROC:
-        log("phase 1: in-process scenarios (private Redis and NATS)")
-        config = InprocConfig(rounds=args.rounds, events=args.events)
-        if args.quick:
-            config = InprocConfig(rounds=2, events=500, cache_seconds=0.3, cache_rounds=2, refresh_rounds=2)
-        with redis_and_nats() as (redis, nats_server):
-            async with InprocBench(redis.url, nats_server.url, config, log) as bench:
-                if "event_apply_rps" in wanted:
-                    results.append(await bench.event_apply())
-                if "cache_hit_get" in wanted:
-                    results.append(await bench.cache_hit_get())
-                if "refresh_10k" in wanted:
-                    results.append(await bench.refresh_10k())
+        await run_inproc(args, wanted, results)
     if wanted - INPROC:
-        log("phase 2: services as processes (fresh Redis and NATS, Product Service, Order Service, hello)")
-        config = HttpConfig(rounds=args.rounds, duration_s=args.duration, p99_duration_s=args.p99_duration)
-        if args.quick:
-            config = HttpConfig(2, duration_s=2, p99_duration_s=2, warmup_s=0.5, request_reply_count=30)
-        with redis_and_nats() as (redis, nats_server):
-            extra_env = dict(setting.split("=", 1) for setting in args.env)
-            services = Services(redis.url, nats_server.url, extra_env=extra_env)
-            timeout = aiohttp.ClientTimeout(total=30)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                nc = await connect_nats(nats_server.url)
-                try:
-                    await services.start(session)
-                    ids = await seed_products(session, services.product_url, SEEDED_PRODUCTS)
-                    bench = HttpBench(
-                        services,
-                        session,
-                        nc,
-                        ids,
-                        config,
-                        log=log,
-                        infra_pids={"redis": redis.pid, "nats": nats_server.pid},
-                    )
-                    bench.write_bodies()
-                    await bench.wait_quiet()  # the seeding's product.created events
-                    if wanted & {"order_create_rps", "rss_mb"}:
-                        rps, rss = await bench.order_create()
-                        results.extend(r for r in (rps, rss) if r.name in wanted)
-                    if "order_create_p99_ms" in wanted:
-                        results.append(await bench.order_p99())
-                    if "request_reply_p50" in wanted:
-                        results.append(await bench.request_reply())
-                finally:
-                    await nc.close()
-                    services.stop()
+        await run_http(args, wanted, results)
+
+
+async def run_inproc(args: argparse.Namespace, wanted: set[str], results: list[Result]) -> None:
+    log("phase 1: in-process scenarios (private Redis and NATS)")
+    config = InprocConfig(rounds=args.rounds, events=args.events)
+    if args.quick:
+        config = InprocConfig(rounds=2, events=500, cache_seconds=0.3, cache_rounds=2, refresh_rounds=2)
+    with redis_and_nats() as (redis, nats_server):
+        async with InprocBench(redis.url, nats_server.url, config, log) as bench:
+            if "event_apply_rps" in wanted:
+                results.append(await bench.event_apply())
+            if "cache_hit_get" in wanted:
+                results.append(await bench.cache_hit_get())
+            if "refresh_10k" in wanted:
+                results.append(await bench.refresh_10k())
+
+
+async def run_http(args: argparse.Namespace, wanted: set[str], results: list[Result]) -> None:
+    log("phase 2: services as processes (fresh Redis and NATS, Product Service, Order Service, hello)")
+    config = HttpConfig(rounds=args.rounds, duration_s=args.duration, p99_duration_s=args.p99_duration)
+    if args.quick:
+        config = HttpConfig(2, duration_s=2, p99_duration_s=2, warmup_s=0.5, request_reply_count=30)
+    with redis_and_nats() as (redis, nats_server):
+        extra_env = dict(setting.split("=", 1) for setting in args.env)
+        services = Services(redis.url, nats_server.url, extra_env=extra_env)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            nc = await connect_nats(nats_server.url)
+            try:
+                await services.start(session)
+                ids = await seed_products(session, services.product_url, SEEDED_PRODUCTS)
+                bench = HttpBench(
+                    services,
+                    session,
+                    nc,
+                    ids,
+                    config,
+                    log=log,
+                    infra_pids={"redis": redis.pid, "nats": nats_server.pid},
+                    nats_monitor_url=nats_server.monitor_url,
+                )
+                bench.write_bodies()
+                await bench.wait_quiet()  # the seeding's product.created events
+                if wanted & {"order_create_rps", "rss_mb"}:
+                    rps, rss = await bench.order_create()
+                    results.extend(r for r in (rps, rss) if r.name in wanted)
+                if "order_create_p99_ms" in wanted:
+                    results.append(await bench.order_p99())
+                if "request_reply_p50" in wanted:
+                    results.append(await bench.request_reply())
+            finally:
+                await nc.close()
+                services.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     info = machine()
-    log(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}; logs in {LOG_DIR}")
+    log(
+        f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, "
+        f"load average {info['loadavg_1m']} (other work on the machine skews every number); logs in {LOG_DIR}"
+    )
     results: list[Result] = []
     started = time.monotonic()
     failure: BaseException | None = None
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(elapsed, 1),
                 "quick": args.quick,
                 "failure": None if failure is None else repr(failure),
+                "loadavg_1m_at_start": info["loadavg_1m"],
             },
         )
         print(f"wrote {args.output} ({elapsed:.0f}s)")

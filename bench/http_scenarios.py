@@ -31,8 +31,11 @@ from bench.stack import (
     Services,
     cpu_seconds,
     cpu_used,
+    nats_messages,
     outbox_pending,
+    per_request,
     python_module,
+    redis_calls,
 )
 from bench.stats import Result, median, percentile
 
@@ -62,6 +65,7 @@ class HttpBench:
     bodies_file: Path = field(default_factory=lambda: LOG_DIR / "orders.json")
     log: Callable[[str], None] = print
     infra_pids: dict[str, int | None] = field(default_factory=dict)
+    nats_monitor_url: str | None = None
     """Redis and NATS: their CPU counts to the project's side (the hello world uses neither)."""
 
     def write_bodies(self, count: int = 500) -> None:
@@ -120,7 +124,7 @@ class HttpBench:
                 consumers = await jsm.consumers_info(stream)
             except nats.errors.Error:
                 continue
-            total += sum(c.num_pending + c.num_ack_pending for c in consumers)
+            total += sum((c.num_pending or 0) + (c.num_ack_pending or 0) for c in consumers)
         for url in (self.services.order_url, self.services.product_url):
             total += await outbox_pending(self.session, url) or 0
         return total
@@ -174,10 +178,22 @@ class HttpBench:
         else:
             url, pids = services.hello_url, {"hello": services.hello.pid}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        if side == "project":
+            calls_before = await redis_calls(services.redis_url)
+            messages_before = nats_messages(self.nats_monitor_url)
         report = await self.loadgen(url, *args, duration_s=duration_s)
+        answered = report.get("all_completed") or 0
         if side == "project":
             report["after"] = await self.wait_quiet()
-        answered = report.get("all_completed") or 0
+            if answered:
+                calls = await redis_calls(services.redis_url)
+                report["redis_cmds_per_req"] = per_request(calls_before, calls, answered)
+                messages = nats_messages(self.nats_monitor_url)
+                if messages and messages_before:
+                    report["nats_msgs_per_req"] = {
+                        "in": round((messages[0] - messages_before[0]) / answered, 2),
+                        "out": round((messages[1] - messages_before[1]) / answered, 2),
+                    }
         per_process = {}
         for name, pid in pids.items():
             used = cpu_used([pid], [before[name]])
@@ -211,7 +227,8 @@ class HttpBench:
             "rps",
             "ratio >= 0.25",
             f"{CONNECTIONS} connections, closed loop; median 2xx answers/s over rounds; "
-            + _cpu_split(rounds),
+            + _cpu_split(rounds)
+            + _fanout(rounds),
         )
         rss = Result(
             "rss_mb",
@@ -401,6 +418,21 @@ def _cpu_split(rounds: list[dict[str, Any]]) -> str:
             shown = ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
             parts.append(f"{shown} (total {sum(medians.values()):.2f})" if len(medians) > 1 else shown)
     return "CPU ms per request: " + "; ".join(parts) if parts else ""
+
+
+def _fanout(rounds: list[dict[str, Any]]) -> str:
+    """What one order costs the infrastructure, follow-up work included (the last round's)."""
+    last = rounds[-1]["project"]
+    parts = []
+    if "redis_cmds_per_req" in last:
+        commands = dict(last["redis_cmds_per_req"])
+        total = commands.pop("total")
+        shown = ", ".join(f"{name} {n}" for name, n in commands.items())
+        parts.append(f"Redis commands per order {total} (scripts' own included: {shown})")
+    if "nats_msgs_per_req" in last:
+        messages = last["nats_msgs_per_req"]
+        parts.append(f"NATS messages per order: {messages['in']} in, {messages['out']} out")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _short(value: Any) -> Any:

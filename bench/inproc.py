@@ -9,6 +9,7 @@ clients (nats-py, `RedisClient.redis`) to do the bare minimum of the same job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
@@ -24,6 +25,7 @@ from nats.js import JetStreamContext
 
 from adapters.broker import Delivery
 from adapters.wire.event_json import encode
+from bench.stack import per_request, redis_calls
 from bench.stats import Result, median
 from domain.events import PRODUCT_BATCH_DETAILS_REQUESTED, PRODUCT_PRICE_CHANGED, PriceChanged
 from domain.products import Product, ProductStatus
@@ -159,7 +161,7 @@ class InprocBench:
 
     async def seed_cache(self, ids: Sequence[str]) -> None:
         cache = self.container.cache()
-        jobs = [lambda pid=pid: cache.put(bench_product(pid)) for pid in ids]
+        jobs = [functools.partial(cache.put, bench_product(pid)) for pid in ids]
         stored = await bounded_gather(jobs)
         if not all(stored):
             raise RuntimeError("seeding the product cache failed")
@@ -175,8 +177,8 @@ class InprocBench:
             await self._publish_price_changes(ids)
             pair: dict[str, Any] = {}
             order: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
-                ("project", lambda ids=ids: self._apply_project(ids)),
-                ("baseline", lambda: self._apply_raw(n)),
+                ("project", functools.partial(self._apply_project, ids)),
+                ("baseline", functools.partial(self._apply_raw, n)),
             ]
             if number % 2:
                 order.reverse()
@@ -187,6 +189,9 @@ class InprocBench:
                 f"(errors {pair['project']['errors']}) | baseline {pair['baseline']['rate']:.0f}/s"
             )
             rounds.append(pair)
+        commands = dict(rounds[-1]["project"]["redis_cmds_per_event"])
+        total = commands.pop("total")
+        shown = ", ".join(f"{name} {n}" for name, n in commands.items())
         return _result(
             "event_apply_rps",
             "events/s",
@@ -194,7 +199,8 @@ class InprocBench:
             "ratio >= 0.5",
             f"{n} product.price_changed a round; project: subscribe until {n} acked (EventConsumer, "
             "order-service handlers, Redis cache and processed ids); baseline: own durable, "
-            "fetch batches of the project's concurrency, json.loads, ack",
+            "fetch batches of the project's concurrency, json.loads, ack; "
+            f"Redis commands per event {total} (scripts' own included: {shown})",
         )
 
     async def _publish_price_changes(self, ids: Sequence[str]) -> None:
@@ -213,7 +219,7 @@ class InprocBench:
             )
             await js.publish(PRODUCT_PRICE_CHANGED, encode(envelope), headers={MSG_ID: envelope.id})
 
-        await bounded_gather([lambda pid=pid: publish(pid) for pid in ids])
+        await bounded_gather([functools.partial(publish, pid) for pid in ids])
 
     async def _apply_project(self, ids: Sequence[str]) -> dict[str, Any]:
         c = self.container
@@ -232,6 +238,8 @@ class InprocBench:
         async def handler(delivery: Delivery) -> None:
             await consumer(CountingDelivery(delivery, counts))
 
+        assert self.settings.redis_url is not None
+        calls_before = await redis_calls(self.settings.redis_url)
         started = time.perf_counter()
         subscription = await c.core.broker().subscribe(spec, handler)
         try:
@@ -240,6 +248,7 @@ class InprocBench:
             self.log(f"    project: only {counts.counts['ack']} of {len(ids)} acked in {APPLY_TIMEOUT_S}s")
         elapsed = time.perf_counter() - started
         await subscription.stop()
+        calls = per_request(calls_before, await redis_calls(self.settings.redis_url), len(ids))
         cached = await c.cache().get_many(ids)
         wrong = sum(1 for pid in ids if pid not in cached or cached[pid].current_price != Decimal("11.00"))
         return {
@@ -247,6 +256,7 @@ class InprocBench:
             "seconds": round(elapsed, 3),
             "settled": counts.counts,
             "not_applied": wrong,
+            "redis_cmds_per_event": calls,
             "errors": counts.counts["nak"] + counts.counts["term"] + wrong,
         }
 

@@ -127,8 +127,8 @@ async def profile_order(seconds: float, out: Path) -> None:
                 pids = {
                     "order-service": services.order.pid,
                     "product-service": services.product.pid,
-                    "redis-server": redis.pid,
-                    "nats-server": nats_server.pid,
+                    "redis-server": redis.pid or 0,
+                    "nats-server": nats_server.pid or 0,
                     "bench (this process)": os.getpid(),
                 }
                 before = {name: cpu_seconds(pid) for name, pid in pids.items()}

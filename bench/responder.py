@@ -12,6 +12,7 @@ import json
 import signal
 
 import nats
+from nats.aio.msg import Msg
 
 REPLY = json.dumps(
     {
@@ -34,7 +35,7 @@ REPLY = json.dumps(
 async def serve(url: str, subject: str) -> None:
     nc = await nats.connect(url, name="bench-responder")
 
-    async def answer(msg: nats.aio.msg.Msg) -> None:
+    async def answer(msg: Msg) -> None:
         await msg.respond(REPLY)
 
     await nc.subscribe(subject, cb=answer)

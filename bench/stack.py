@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import redis.asyncio
 from tests.integration.servers import NatsServer, RedisServer, find_binary, free_port
 
 LOOPBACK = "127.0.0.1"
@@ -31,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = Path(tempfile.mkdtemp(prefix="bench-logs-"))
 
 _CHILDREN: set[Child] = set()
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @atexit.register
@@ -134,10 +139,42 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 def cpu_used(pids: Sequence[int | None], before: Sequence[float | None]) -> float | None:
     """CPU seconds the processes used since `before` (from `cpu_seconds` of the same pids)."""
-    now = [cpu_seconds(pid) for pid in pids]
-    if any(value is None for value in (*now, *before)):
+    total = 0.0
+    for pid, earlier in zip(pids, before, strict=True):
+        now = cpu_seconds(pid)
+        if now is None or earlier is None:
+            return None
+        total += now - earlier
+    return total
+
+
+async def redis_calls(url: str) -> Counter[str]:
+    """Calls per Redis command since the server started (commands run by scripts included)."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
+
+
+def per_request(before: Counter[str], after: Counter[str], requests: int, top: int = 8) -> dict[str, float]:
+    """The commands issued per request between two `redis_calls`, the most frequent first."""
+    delta = after - before
+    shown = {name: round(n / requests, 2) for name, n in delta.most_common(top)}
+    return {"total": round(sum(delta.values()) / requests, 2), **shown}
+
+
+def nats_messages(monitor_url: str | None) -> tuple[int, int] | None:
+    """(messages in, messages out) of the NATS server so far, from its monitoring endpoint."""
+    if monitor_url is None:
         return None
-    return sum(n - b for n, b in zip(now, before, strict=True))  # type: ignore[operator]
+    try:
+        with _NO_PROXY.open(f"{monitor_url}/varz", timeout=2) as response:
+            varz = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return int(varz["in_msgs"]), int(varz["out_msgs"])
 
 
 def _status_kib(pid: int, key: str) -> float | None:

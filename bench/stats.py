@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import os
 import platform
 import statistics
 from collections.abc import Callable, Sequence
@@ -110,12 +111,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    import os
-
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
         "python": platform.python_version(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
         "platform": platform.platform(),
     }
 

@@ -1,7 +1,7 @@
 """The composition root: one dependency-injector container per service, adapters chosen by settings.
 
 Only Singletons and Factories: nothing connects when the container is built. The aiohttp
-application starts and stops what needs it (see `lifecycle.py`), so in-memory mode opens no
+application starts and stops what needs it (the lifecycles in `apps.py`), so in-memory mode opens no
 network connection at all.
 """
 

@@ -37,6 +37,10 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        self.spawn()
+        await self.wait_ready()
+
+    def spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own console script
                 [str(SCRIPTS / self.script), "serve"],
@@ -45,7 +49,6 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        await self.wait_ready()
 
     async def wait_ready(self) -> None:
         began = time.monotonic()

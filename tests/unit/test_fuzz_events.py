@@ -7,6 +7,7 @@ import base64
 import copy
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -21,6 +22,7 @@ from adapters.wire.converter import dumps, loads
 from adapters.wire.event_json import decode, encode, envelope_to_wire
 from domain.events import (
     EVENT_TYPES,
+    PRODUCT_CREATED,
     AvailabilityChanged,
     Envelope,
     EventData,
@@ -38,6 +40,8 @@ from entrypoints.apps import build_order_container
 from entrypoints.consumers import EventConsumer
 from entrypoints.event_routing import order_service_handlers
 
+from .builders import a_product
+from .fakes import START
 from .strategies import envelopes, ids, money, products, quantities, timestamps, versions
 
 MAX_DELIVER = 3
@@ -157,6 +161,15 @@ class Rig:
 
     async def cached(self, product_ids: set[str]) -> dict[str, Product]:
         return await self.container.cache().get_many(sorted(product_ids))
+
+    def processed(self) -> Counter[str]:
+        """events_processed_total by outcome, over every type."""
+        counts: Counter[str] = Counter()
+        for metric in self.container.core.metrics().registry.collect():
+            for sample in metric.samples:
+                if sample.name == "events_processed_total" and sample.value:
+                    counts[sample.labels["outcome"]] += int(sample.value)
+        return counts
 
 
 # --- what gets fed ------------------------------------------------------------------------------
@@ -407,6 +420,7 @@ async def expected_cache(batch: list[Valid | Poison]) -> dict[str, Product]:
 async def feed(batch: list[Valid | Poison]) -> None:
     async with Rig() as rig:
         seen: set[str] = set()
+        expected: Counter[str] = Counter()
         for message in batch:
             outcome = await rig.deliver(message.subject, message.data)
             assert outcome.raised is None, f"the consumer raised {outcome.raised!r}"
@@ -414,7 +428,9 @@ async def feed(batch: list[Valid | Poison]) -> None:
             if isinstance(message, Valid):
                 assert outcome.settlements == ["ack"]
                 if message.envelope.id in seen:
-                    continue  # a duplicate: acked, with no second effect
+                    expected["duplicate"] += 1  # acked, with no second effect
+                    continue
+                expected["ack"] += 1
                 seen.add(message.envelope.id)
                 for product in snapshots_in(message.envelope):
                     cached = (await rig.cached({product.id})).get(product.id)
@@ -422,12 +438,17 @@ async def feed(batch: list[Valid | Poison]) -> None:
                     assert cached.version >= product.version
             else:
                 assert outcome.settlements == ["term"], message.mutation
-                letters = rig.dead_letters(message.subject)
-                assert any(base64.b64decode(letter["payloadBase64"]) == message.data for letter in letters), (
-                    message.mutation
-                )
+                expected["dead_letter"] += 1
+                [letter] = [
+                    letter
+                    for letter in rig.dead_letters(message.subject)
+                    if base64.b64decode(letter["payloadBase64"]) == message.data
+                ]
+                assert letter["subject"] == message.subject
+                assert letter["reason"], message.mutation
         await asyncio.sleep(0)
         assert rig.outcomes.empty(), "a message came back after it was settled"
+        assert rig.processed() == expected
         touched = set().union(*(product_ids_of(m.envelope) for m in batch if isinstance(m, Valid)))
         assert await rig.cached(touched) == await expected_cache(batch)
 
@@ -444,6 +465,17 @@ def test_the_consumer_settles_every_message_applies_the_valid_and_dead_letters_t
 @given(poison(), valid_envelopes)
 def test_a_valid_event_after_a_poison_one_is_still_applied(bad: Poison, good: Envelope) -> None:
     asyncio.run(feed([bad, Valid(good)]))
+
+
+async def test_a_huge_but_well_formed_event_is_applied() -> None:
+    product = attrs.evolve(a_product("p-" + "x" * 100_000), name="n" * 1_000_000)
+    envelope = Envelope(
+        "e-1", PRODUCT_CREATED, "product-service", "1.0", START, "c-1", ProductCreated(product.id, product)
+    )
+    async with Rig() as rig:
+        outcome = await rig.deliver(PRODUCT_CREATED, encode(envelope))
+        assert outcome.settlements == ["ack"]
+        assert (await rig.cached({product.id}))[product.id] == product
 
 
 @FUZZ
