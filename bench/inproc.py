@@ -174,11 +174,11 @@ class InprocBench:
             await self.reset()
             ids = [str(uuid.uuid4()) for _ in range(n)]
             await self.seed_cache(ids)
-            await self._publish_price_changes(ids)
+            await self.publish_price_changes(ids)
             pair: dict[str, Any] = {}
             order: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
-                ("project", functools.partial(self._apply_project, ids)),
-                ("baseline", functools.partial(self._apply_raw, n)),
+                ("project", functools.partial(self.apply_project, ids)),
+                ("baseline", functools.partial(self.apply_raw, n)),
             ]
             if number % 2:
                 order.reverse()
@@ -203,7 +203,7 @@ class InprocBench:
             f"Redis commands per event {total} (scripts' own included: {shown})",
         )
 
-    async def _publish_price_changes(self, ids: Sequence[str]) -> None:
+    async def publish_price_changes(self, ids: Sequence[str]) -> None:
         envelopes = self.container.envelopes()
         js = self.js
 
@@ -221,7 +221,7 @@ class InprocBench:
 
         await bounded_gather([functools.partial(publish, pid) for pid in ids])
 
-    async def _apply_project(self, ids: Sequence[str]) -> dict[str, Any]:
+    async def apply_project(self, ids: Sequence[str]) -> dict[str, Any]:
         c = self.container
         spec = order_service_consumers(self.settings.instance_id)[0]
         consumer = EventConsumer(
@@ -260,7 +260,7 @@ class InprocBench:
             "errors": counts.counts["nak"] + counts.counts["term"] + wrong,
         }
 
-    async def _apply_raw(self, n: int) -> dict[str, Any]:
+    async def apply_raw(self, n: int) -> dict[str, Any]:
         batch = order_service_consumers(self.settings.instance_id)[0].concurrency
         started = time.perf_counter()
         psub = await self.js.pull_subscribe(PRODUCT_PRICE_CHANGED, durable=RAW_DURABLE, stream=PRODUCT_STREAM)

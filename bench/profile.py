@@ -170,12 +170,12 @@ async def profile_events(events: int, out: Path) -> None:
             await bench.reset()
             ids = [str(uuid.uuid4()) for _ in range(events)]
             await bench.seed_cache(ids)
-            await bench._publish_price_changes(ids)
+            await bench.publish_price_changes(ids)
             seconds = 60.0
             target = out / "event-apply.txt"
             recorder = start_recording(os.getpid(), seconds, target)
             await asyncio.sleep(1.0)  # py-spy attaches
-            result = await bench._apply_project(ids)
+            result = await bench.apply_project(ids)
             recorder.send_signal(signal.SIGINT)  # py-spy writes what it has recorded, then exits
             await asyncio.to_thread(finish_recording, recorder, 0)
             print(f"applied {events} events at {result['rate']:.0f}/s, errors {result['errors']}")

@@ -73,6 +73,16 @@ class Broker(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def consumer_lag(self) -> dict[str, ConsumerLag]:
+        """Per consumer of this process: messages not yet delivered, delivered but unacked."""
+        ...
+
+
+@attrs.frozen
+class ConsumerLag:
+    pending: int
+    ack_pending: int
+
 
 def subject_matches(pattern: str, subject: str) -> bool:
     """NATS wildcards: `*` is one token, a final `>` one or more."""

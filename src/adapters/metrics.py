@@ -77,6 +77,18 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.consumer_pending = Gauge(
+            "jetstream_consumer_pending",
+            "Messages a consumer has not been delivered yet (read at scrape time)",
+            ["consumer"],
+            registry=r,
+        )
+        self.consumer_ack_pending = Gauge(
+            "jetstream_consumer_ack_pending",
+            "Messages delivered to a consumer and not yet acknowledged (read at scrape time)",
+            ["consumer"],
+            registry=r,
+        )
         self.breaker_state.labels(name="product-service").set(0)
         for result in ("hit", "miss"):
             self.cache_requests.labels(result=result)

@@ -128,6 +128,16 @@ class HttpProductClient:
             await self._session.close()
             self._session = None
 
+    async def ping(self) -> bool:
+        """One quick GET /health, outside the breaker and the retries (for our own /health)."""
+        if self._session is None:
+            return False
+        try:
+            async with self._session.get("health") as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
     async def breaker_state(self) -> str:
         breaker = await self._breakers.get_breaker(BREAKER_NAME)
         state: str = breaker.context.state

@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.broker import Broker
+from adapters.broker import Broker, ConsumerLag
+from adapters.metrics import ServiceMetrics
 from adapters.redis.client import RedisClient
 from entrypoints.background import BackgroundTasks, relay_outbox_forever, run_on_schedule
 from entrypoints.consumers import EventConsumer, subscribe_all
@@ -27,6 +28,7 @@ from entrypoints.http import order_api, product_api
 from entrypoints.http.errors import error_middleware
 from entrypoints.http.observability import metrics_middleware
 from entrypoints.http.ops import (
+    BEFORE_SCRAPE,
     HEALTH,
     METRICS,
     OPENAPI,
@@ -72,6 +74,7 @@ def create_order_app(
     app[READINESS] = Readiness()
     app[OPENAPI] = order_openapi()
     app[HEALTH] = lambda: order_health(app)
+    app[BEFORE_SCRAPE] = lambda: read_backlog_gauges(service.core.broker(), service.outbox(), metrics)
     app.router.add_routes(order_api.routes)
     add_ops_routes(app)
     app.cleanup_ctx.append(order_lifecycle)
@@ -82,12 +85,15 @@ async def order_health(app: web.Application) -> dict[str, Any]:
     service = app[order_api.ORDER_SERVICE]
     client = service.product_client()
     breaker = await client.breaker_state()
+    reachable = await client.ping()
     checks: dict[str, Any] = {
         "productService": {
-            "status": "up" if breaker == "closed" else "degraded",
+            "status": "up" if breaker == "closed" and reachable else "degraded",
+            "reachable": reachable,
             "circuitBreaker": breaker,
         },
         "outbox": {"pending": await _safe_count(service.outbox())},
+        "consumerLag": _lag_report(await _safe_lag(service.core.broker())),
         "pendingAsyncRequests": len(service.pending()),
     }
     checks.update(await _ready_checks(app))
@@ -102,6 +108,27 @@ async def order_health(app: web.Application) -> dict[str, Any]:
 
 async def _ready_checks(app: web.Application) -> dict[str, dict[str, Any]]:
     return await run_checks(app[READINESS])
+
+
+async def read_backlog_gauges(broker: Broker, outbox: Any, metrics: ServiceMetrics) -> None:
+    """Consumer lag from the broker and the outbox backlog, read when Prometheus scrapes."""
+    for name, lag in (await _safe_lag(broker)).items():
+        metrics.consumer_pending.labels(consumer=name).set(lag.pending)
+        metrics.consumer_ack_pending.labels(consumer=name).set(lag.ack_pending)
+    pending = await _safe_count(outbox)
+    if pending is not None:
+        metrics.outbox_pending.set(pending)
+
+
+async def _safe_lag(broker: Broker) -> dict[str, ConsumerLag]:
+    try:
+        return await broker.consumer_lag()
+    except Exception:
+        return {}
+
+
+def _lag_report(lag: dict[str, ConsumerLag]) -> dict[str, dict[str, int]]:
+    return {name: {"pending": v.pending, "ackPending": v.ack_pending} for name, v in sorted(lag.items())}
 
 
 async def _safe_count(outbox: Any) -> int | None:
@@ -198,6 +225,7 @@ def create_product_app(
     app[READINESS] = Readiness()
     app[OPENAPI] = product_openapi()
     app[HEALTH] = lambda: product_health(app)
+    app[BEFORE_SCRAPE] = lambda: read_backlog_gauges(service.core.broker(), service.outbox(), metrics)
     app.router.add_routes(product_api.routes)
     add_ops_routes(app)
     app.cleanup_ctx.append(product_lifecycle)
@@ -206,7 +234,10 @@ def create_product_app(
 
 async def product_health(app: web.Application) -> dict[str, Any]:
     service = app[product_api.PRODUCT_SERVICE]
-    checks: dict[str, Any] = {"outbox": {"pending": await _safe_count(service.outbox())}}
+    checks: dict[str, Any] = {
+        "outbox": {"pending": await _safe_count(service.outbox())},
+        "consumerLag": _lag_report(await _safe_lag(service.core.broker())),
+    }
     checks.update(await _ready_checks(app))
     degraded = any(c.get("status") == "down" for c in checks.values() if isinstance(c, dict))
     return {

@@ -78,7 +78,7 @@ ORDER_OPERATIONS = [
 ]
 
 
-# Loaded from the same functions that serve /openapi.json (test_served_documents checks that),
+# Loaded from the same functions that serve /openapi.json (test_served_documents_are_the_fuzzed_ones checks that),
 # because the pytest plugin's fixture-loaded schemas do not run on pytest 9.
 product_api = schemathesis.openapi.from_dict(
     product_openapi(), config=_config(PRODUCT_IDS, PRODUCT_OPERATIONS, admin=False)

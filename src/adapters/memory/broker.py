@@ -14,7 +14,7 @@ import logging
 
 import attrs
 
-from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
+from adapters.broker import STREAMS, ConsumerLag, ConsumerSpec, Handler, matches_any
 from adapters.memory.faults import Outage
 from domain.errors import EventBusUnavailable
 
@@ -163,6 +163,10 @@ class InMemoryBroker:
 
     async def ping(self) -> bool:
         return not self.outage.down
+
+    async def consumer_lag(self) -> dict[str, ConsumerLag]:
+        """Queued messages count as pending; the twin does not track in-flight ones apart."""
+        return {name: ConsumerLag(consumer.queue.qsize(), 0) for name, consumer in self._consumers.items()}
 
     def on_subject(self, subject: str) -> list[StoredMessage]:
         return [m for m in self.messages if m.subject == subject]

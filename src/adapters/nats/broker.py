@@ -13,7 +13,7 @@ import logging
 import nats.js.errors
 from nats.js.api import PubAck
 
-from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
+from adapters.broker import STREAMS, ConsumerLag, ConsumerSpec, Handler, matches_any
 from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
 from adapters.nats.consuming import JetStreamSubscription, SubjectConsumer
 from domain.errors import EventBusUnavailable
@@ -78,6 +78,21 @@ class JetStreamBroker:
         self._subscriptions.append(subscription)
         await subscription.start()
         return subscription
+
+    async def consumer_lag(self) -> dict[str, ConsumerLag]:
+        """What JetStream reports for each consumer this process binds (empty while disconnected)."""
+        if not self._connection.is_connected:
+            return {}
+        lag: dict[str, ConsumerLag] = {}
+        manager = self._connection.manager(PING_TIMEOUT_S)
+        for subscription in list(self._subscriptions):
+            for consumer in subscription.consumers:
+                try:
+                    info = await manager.consumer_info(consumer.stream, consumer.name)
+                except BUS_FAILURES:
+                    continue
+                lag[consumer.name] = ConsumerLag(info.num_pending or 0, info.num_ack_pending or 0)
+        return lag
 
     async def ping(self) -> bool:
         """True when connected and JetStream answers."""

@@ -210,14 +210,24 @@ class SubjectConsumer:
         while True:
             if not self.connection.is_connected:
                 await self.connection.wait_connected()
+            fetching = False
             try:
                 if self._needs_binding():
                     await self.bind()
                 await self._wait_for_a_free_slot()
                 assert self._psub is not None
+                fetching = True
                 messages = await self._psub.fetch(self._free_slots(), timeout=FETCH_TIMEOUT_S)
-            except nats.errors.TimeoutError:
-                continue  # nothing new; also what a fetch across a reconnect ends with
+            except TimeoutError as error:
+                if fetching:
+                    # Nothing new (nats-py raises its own or asyncio's TimeoutError for an idle
+                    # fetch); also what a fetch across a reconnect ends with.
+                    continue
+                log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+                self._checked_at = 0.0
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
             except BUS_FAILURES as error:
                 log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
                 self._checked_at = 0.0  # check the consumer before the next fetch

@@ -27,6 +27,9 @@ METRICS = web.AppKey("metrics", ServiceMetrics)
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
 HEALTH: web.AppKey[HealthProbe] = web.AppKey("health")
 OPENAPI = web.AppKey("openapi", dict)
+Refresh = Callable[[], Awaitable[None]]
+BEFORE_SCRAPE: web.AppKey[Refresh] = web.AppKey("before_scrape")
+"""Reads gauges that live outside the process (consumer lag, outbox backlog) before a scrape."""
 
 
 async def run_checks(readiness: Readiness) -> dict[str, dict[str, Any]]:
@@ -62,6 +65,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await request.app[BEFORE_SCRAPE]()
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ ORDER_SERVICE = web.AppKey("order_service", OrderService)
 BACKGROUND = web.AppKey("background", BackgroundTasks)
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -41,6 +43,15 @@ async def create_order(request: web.Request) -> web.Response:
             lines=tuple(OrderLine(item.product_id, item.quantity, item.variant_id) for item in body.items),
             idempotency_key=key,
         )
+    )
+    log.info(
+        "order created" if placed.created else "order replayed for its Idempotency-Key",
+        extra={
+            "orderId": placed.order.id,
+            "correlationId": placed.order.id,
+            "priceSource": placed.order.price_source.value,
+            "totalAmount": str(placed.order.total_amount),
+        },
     )
     response = json_response(order_to_wire(placed.order), status=201 if placed.created else 200)
     response.headers["Location"] = f"/api/v1/orders/{placed.order.id}"
