@@ -15,7 +15,7 @@ from aiohttp import web
 from adapters.broker import Broker, ConsumerLag
 from adapters.metrics import ServiceMetrics
 from adapters.redis.client import RedisClient
-from entrypoints.background import BackgroundTasks, relay_outbox_forever, run_on_schedule
+from entrypoints.background import BackgroundTasks, OutboxWakeup, relay_outbox_forever, run_on_schedule
 from entrypoints.consumers import EventConsumer, subscribe_all
 from entrypoints.containers import OrderService, ProductService
 from entrypoints.event_routing import (
@@ -32,6 +32,7 @@ from entrypoints.http.ops import (
     HEALTH,
     METRICS,
     OPENAPI,
+    OUTBOX_WAKEUP,
     READINESS,
     Readiness,
     add_ops_routes,
@@ -70,6 +71,7 @@ def create_order_app(
     )
     app[order_api.ORDER_SERVICE] = service
     app[order_api.BACKGROUND] = BackgroundTasks()
+    app[OUTBOX_WAKEUP] = OutboxWakeup()
     app[METRICS] = metrics
     app[READINESS] = Readiness()
     app[OPENAPI] = order_openapi()
@@ -175,7 +177,9 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()
     loops = [
-        asyncio.create_task(relay_outbox_forever(service.relay(), service.core.metrics(), stop)),
+        asyncio.create_task(
+            relay_outbox_forever(service.relay(), service.core.metrics(), stop, app[OUTBOX_WAKEUP])
+        ),
         asyncio.create_task(
             run_on_schedule(settings.refresh_cron, service.refresh_all(), service.core.clock(), stop)
         ),
@@ -221,6 +225,7 @@ def create_product_app(
         middlewares=[metrics_middleware(metrics), error_middleware],
     )
     app[product_api.PRODUCT_SERVICE] = service
+    app[OUTBOX_WAKEUP] = OutboxWakeup()
     app[METRICS] = metrics
     app[READINESS] = Readiness()
     app[OPENAPI] = product_openapi()
@@ -257,7 +262,7 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[READINESS].checks["nats"] = _broker_check(broker)
     if redis_url:
         app[READINESS].checks["redis"] = _redis_check(service.redis_client())
-    handlers = product_service_handlers(service.catalog(), service.answer())
+    handlers = product_service_handlers(service.catalog(), service.answer(), app[OUTBOX_WAKEUP].set)
     subscriptions = await subscribe_all(
         broker,
         [
@@ -278,7 +283,9 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
     )
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()
-    relay = asyncio.create_task(relay_outbox_forever(service.relay(), service.core.metrics(), stop))
+    relay = asyncio.create_task(
+        relay_outbox_forever(service.relay(), service.core.metrics(), stop, app[OUTBOX_WAKEUP])
+    )
     try:
         yield
     finally:

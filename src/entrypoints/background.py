@@ -17,36 +17,68 @@ from domain.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
-RELAY_IDLE_S = 0.05
+RELAY_IDLE_S = 1.0
+"""How often an idle relay looks for entries it was not woken for (another instance's, a crash's)."""
+RELAY_RETRY_S = 0.05
 RELAY_MAX_BACKOFF_S = 5.0
 
 
-async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when asked to stop meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
+class OutboxWakeup:
+    """Set by whoever stores an outbox entry in this process, so the relay publishes at once."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float, wakeup: OutboxWakeup | None = None) -> bool:
+    """Sleep up to `seconds` (less when woken); True when asked to stop meanwhile."""
+    waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
+    if wakeup is not None:
+        waiters.append(asyncio.ensure_future(wakeup.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
     return stop.is_set()
 
 
-async def relay_outbox_forever(relay: RelayOutbox, metrics: ServiceMetrics, stop: asyncio.Event) -> None:
-    """Publish pending events as they come; back off while the bus or the store is down."""
-    backoff = RELAY_IDLE_S
+async def relay_outbox_forever(
+    relay: RelayOutbox, metrics: ServiceMetrics, stop: asyncio.Event, wakeup: OutboxWakeup
+) -> None:
+    """Publish pending events as soon as they are stored; back off while the bus or store is down."""
+    backoff = RELAY_RETRY_S
     while True:
+        wakeup.clear()
+        woken_by: OutboxWakeup | None = wakeup
         try:
             published = await relay()
             pending = await relay.outbox.count()
             metrics.outbox_pending.set(pending)
-            stalled = pending > 0 and published == 0
-            backoff = min(backoff * 2, RELAY_MAX_BACKOFF_S) if stalled else RELAY_IDLE_S
-            delay = 0.0 if published and pending else backoff
+            if published and pending:
+                delay = 0.0
+            elif pending:  # stalled: the bus is down or another instance holds the lease
+                backoff = min(backoff * 2, RELAY_MAX_BACKOFF_S)
+                delay, woken_by = backoff, None
+            else:
+                backoff, delay = RELAY_RETRY_S, RELAY_IDLE_S
         except DependencyUnavailable as error:
             log.warning("outbox relay waiting: %s", error.message)
             backoff = min(backoff * 2, RELAY_MAX_BACKOFF_S)
-            delay = backoff
+            delay, woken_by = backoff, None
         except Exception:
             log.exception("outbox relay pass failed")
-            delay = RELAY_MAX_BACKOFF_S
-        if await wait_or_stop(stop, delay):
+            delay, woken_by = RELAY_MAX_BACKOFF_S, None
+        if await wait_or_stop(stop, delay, woken_by):
             return
 
 

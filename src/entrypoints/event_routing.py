@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from adapters.broker import ConsumerSpec
@@ -109,7 +110,11 @@ def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
     ]
 
 
-def product_service_handlers(catalog: Catalog, answer: AnswerDetailsRequests) -> dict[str, EventHandler]:
+def product_service_handlers(
+    catalog: Catalog, answer: AnswerDetailsRequests, stored_events: Callable[[], None] = lambda: None
+) -> dict[str, EventHandler]:
+    """`stored_events` is told when a handler stored outbox entries (the relay's wake-up)."""
+
     async def details_requested(envelope: Envelope) -> None:
         await answer.one(data_of(envelope, ProductDetailsRequested), envelope.correlation_id)
 
@@ -117,7 +122,8 @@ def product_service_handlers(catalog: Catalog, answer: AnswerDetailsRequests) ->
         await answer.batch(data_of(envelope, ProductBatchDetailsRequested), envelope.correlation_id)
 
     async def order_created(envelope: Envelope) -> None:
-        await catalog.reserve_for_order(data_of(envelope, OrderCreated))
+        if await catalog.reserve_for_order(data_of(envelope, OrderCreated)):
+            stored_events()
 
     return {
         PRODUCT_DETAILS_REQUESTED: details_requested,

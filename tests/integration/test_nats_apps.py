@@ -139,3 +139,65 @@ async def test_in_memory_mode_claims_no_nats_check() -> None:
         assert "nats" not in body["checks"]
     finally:
         await server.close()
+
+
+async def test_ready_names_nats_while_it_is_down_and_recovers(
+    services: Services, nats_clean: NatsServer
+) -> None:
+    nats_clean.stop()
+    try:
+
+        async def order_not_ready() -> bool:
+            async with services.http.get(services.order_url("/ready")) as response:
+                body = await response.json()
+            return response.status == 503 and body["error"]["details"]["down"] == ["nats"]
+
+        await eventually_async(order_not_ready, within=10, what="/ready 503 naming nats")
+        async with services.http.get(services.order_url("/health")) as response:
+            health = await response.json()
+        assert health["status"] == "degraded"
+        assert health["checks"]["nats"]["status"] == "down"
+    finally:
+        nats_clean.start()
+
+    async def order_ready() -> bool:
+        async with services.http.get(services.order_url("/ready")) as response:
+            return response.status == 200
+
+    await eventually_async(order_ready, within=15, what="/ready 200 after NATS returned")
+
+
+async def test_metrics_move_under_real_traffic(services: Services) -> None:
+    http = services.http
+    body = {
+        "name": "Mat",
+        "basePrice": 10.00,
+        "currentPrice": 10.00,
+        "currency": "USD",
+        "status": "ACTIVE",
+        "quantityAvailable": 10,
+    }
+    async with http.post(services.product_url("/api/v1/products"), json=body) as response:
+        product = await json_of(response, 201)
+    order = {"userId": "u-1", "items": [{"productId": product["id"], "quantity": 1}]}
+    async with http.post(services.order_url("/api/v1/orders"), json=order) as response:
+        await json_of(response, 201)
+
+    async def order_metrics() -> str:
+        async with http.get(services.order_url("/metrics")) as response:
+            return await response.text()
+
+    async def moved() -> bool:
+        text = await order_metrics()
+        return all(
+            line in text
+            for line in (
+                'http_requests_total{route="/api/v1/orders",status="201"} 1.0',
+                'product_service_requests_total{operation="get_products",outcome="success"} 1.0',
+                'events_published_total{outcome="ok",type="order.created"} 1.0',
+                'events_processed_total{outcome="ack",type="product.created"} 1.0',
+            )
+        )
+
+    await eventually_async(moved, within=10, what="order service metrics moved")
+    assert "jetstream_consumer_pending{" in await order_metrics()

@@ -9,6 +9,7 @@ import attrs
 from aiohttp import web
 
 from adapters.metrics import ServiceMetrics
+from entrypoints.background import OutboxWakeup
 from entrypoints.http.parsing import json_response
 
 Check = Callable[[], Awaitable[dict[str, Any]]]
@@ -27,6 +28,7 @@ METRICS = web.AppKey("metrics", ServiceMetrics)
 HealthProbe = Callable[[], Awaitable[dict[str, Any]]]
 HEALTH: web.AppKey[HealthProbe] = web.AppKey("health")
 OPENAPI = web.AppKey("openapi", dict)
+OUTBOX_WAKEUP = web.AppKey("outbox_wakeup", OutboxWakeup)
 Refresh = Callable[[], Awaitable[None]]
 BEFORE_SCRAPE: web.AppKey[Refresh] = web.AppKey("before_scrape")
 """Reads gauges that live outside the process (consumer lag, outbox backlog) before a scrape."""

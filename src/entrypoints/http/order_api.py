@@ -14,6 +14,7 @@ from domain.orders import OrderFlag, OrderLine
 from entrypoints.background import BackgroundTasks
 from entrypoints.containers import OrderService
 from entrypoints.http.errors import error_response, ordering_error_response
+from entrypoints.http.ops import OUTBOX_WAKEUP
 from entrypoints.http.parsing import json_response, read_body
 from entrypoints.http.schemas import CreateOrderRequest, check_id, check_order
 
@@ -53,6 +54,8 @@ async def create_order(request: web.Request) -> web.Response:
             "totalAmount": str(placed.order.total_amount),
         },
     )
+    if placed.created:
+        request.app[OUTBOX_WAKEUP].set()
     response = json_response(order_to_wire(placed.order), status=201 if placed.created else 200)
     response.headers["Location"] = f"/api/v1/orders/{placed.order.id}"
     return response

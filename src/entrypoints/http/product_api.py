@@ -12,6 +12,7 @@ from domain.errors import ProductNotFound
 from domain.products import ProductPatch
 from entrypoints.containers import ProductService
 from entrypoints.http.errors import ordering_error_response
+from entrypoints.http.ops import OUTBOX_WAKEUP
 from entrypoints.http.parsing import json_response, read_body
 from entrypoints.http.schemas import (
     BatchRequest,
@@ -70,6 +71,7 @@ async def create_product(request: web.Request) -> web.Response:
             )
         )
     )
+    request.app[OUTBOX_WAKEUP].set()
     response = json_response(product_to_wire(product), status=201)
     # percent-encoded: a client-chosen id may hold characters a header cannot carry (\n, \x1e, ...)
     response.headers["Location"] = f"/api/v1/products/{quote(product.id, safe='')}"
@@ -93,4 +95,5 @@ async def patch_product(request: web.Request) -> web.Response:
         product = await request.app[PRODUCT_SERVICE].catalog().change(product_id, patch)
     except ProductNotFound as missing:
         return _not_found(missing)
+    request.app[OUTBOX_WAKEUP].set()
     return json_response(product_to_wire(product))
