@@ -68,6 +68,17 @@ def outcome_of(status: int) -> str:
     return "success" if status < 400 else "client_error"
 
 
+COALESCE_WINDOW_S = 0.001
+
+
+@attrs.define(eq=False)
+class _GatheringBatch:
+    """Ids asked for during one coalescing window, and the answer they will all share."""
+
+    result: asyncio.Future[dict[str, Product]]
+    ids: set[str] = attrs.field(factory=set)
+
+
 @attrs.frozen
 class RetryPolicy:
     max_attempts: int = 4
@@ -95,9 +106,9 @@ class HttpProductClient:
     _session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
     _breakers: AsyncCircuitBreakerFactory = attrs.field(init=False)
     _probe: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
-    _in_flight: dict[tuple[str, ...], asyncio.Future[dict[str, Product]]] = attrs.field(
-        factory=dict, init=False
-    )
+    _in_flight: set[asyncio.Future[dict[str, Product]]] = attrs.field(factory=set, init=False)
+    _gathering: _GatheringBatch | None = attrs.field(default=None, init=False)
+    _sent: list[_GatheringBatch] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         # purgatory reads a threshold of 0 as "use the default": never pass it 0.
@@ -122,8 +133,11 @@ class HttpProductClient:
             )
 
     async def close(self) -> None:
-        for call in list(self._in_flight.values()):
+        for call in list(self._in_flight):
             call.cancel()
+        if self._gathering is not None:
+            self._gathering.result.cancel()
+            self._gathering = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -156,23 +170,45 @@ class HttpProductClient:
         return product
 
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]:
-        """Batch lookup; concurrent lookups of the same ids share one upstream call.
+        """Batch lookup; lookups arriving within `COALESCE_WINDOW_S` share one upstream call.
 
-        The call runs in a task of its own: a caller that gives up (is cancelled) does not take
-        the call away from the others waiting on it.
+        Concurrent orders mostly ask for a few products each: one POST /batch for all of them
+        (up to BATCH_LIMIT ids) costs both services far less than one call per order. The call
+        runs in a task of its own, so a caller that gives up does not take it from the others.
         """
-        key = tuple(sorted(set(product_ids)))
-        shared = self._in_flight.get(key)
-        if shared is None:
-            shared = asyncio.ensure_future(self._get_batches(key))
-            self._in_flight[key] = shared
-            shared.add_done_callback(functools.partial(self._shared_call_done, key))
-        return dict(await asyncio.shield(shared))
+        wanted = set(product_ids)
+        sent = next((b for b in self._sent if wanted <= b.ids), None)
+        if sent is not None:  # single flight: a call already on its way asks for all of these
+            found = await asyncio.shield(sent.result)
+            return {pid: found[pid] for pid in wanted if pid in found}
+        batch = self._gathering
+        if batch is None or (batch.ids and len(batch.ids | wanted) > BATCH_LIMIT):
+            batch = self._gathering = _GatheringBatch(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_later(COALESCE_WINDOW_S, self._flush, batch)
+        batch.ids |= wanted
+        found = await asyncio.shield(batch.result)
+        return {pid: found[pid] for pid in wanted if pid in found}
 
-    def _shared_call_done(self, key: tuple[str, ...], call: asyncio.Future[dict[str, Product]]) -> None:
-        self._in_flight.pop(key, None)
-        if not call.cancelled():
-            call.exception()  # retrieved: waiters re-raise it, nobody else has to
+    def _flush(self, batch: _GatheringBatch) -> None:
+        if self._gathering is batch:
+            self._gathering = None
+        call = asyncio.ensure_future(self._get_batches(sorted(batch.ids)))
+        self._in_flight.add(call)
+        self._sent.append(batch)
+        call.add_done_callback(functools.partial(self._batch_done, batch))
+
+    def _batch_done(self, batch: _GatheringBatch, call: asyncio.Future[dict[str, Product]]) -> None:
+        self._in_flight.discard(call)
+        self._sent.remove(batch)
+        if batch.result.done():
+            return
+        if call.cancelled():
+            batch.result.cancel()
+        elif (error := call.exception()) is not None:
+            batch.result.set_exception(error)
+            batch.result.exception()  # retrieved: waiters re-raise it, nobody else has to
+        else:
+            batch.result.set_result(call.result())
 
     async def _get_batches(self, ids: Sequence[str]) -> dict[str, Product]:
         found: dict[str, Product] = {}

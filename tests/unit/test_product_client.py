@@ -231,3 +231,26 @@ async def test_a_cancelled_caller_does_not_cancel_the_others_sharing_its_call(
     await asyncio.sleep(0.02)
     first.cancel()
     assert await asyncio.wait_for(second, 2) == {CHAIR: a_product(CHAIR)}
+
+
+async def test_concurrent_lookups_of_different_products_coalesce_into_one_batch_call(
+    rig: Rig, started: HttpProductClient
+) -> None:
+    rig.stub.default = (200, wire(a_product(CHAIR), a_product(DESK)))
+    chair, desk, both = await asyncio.gather(
+        started.get_products([CHAIR]), started.get_products([DESK]), started.get_products([DESK, CHAIR])
+    )
+    assert chair == {CHAIR: a_product(CHAIR)}
+    assert desk == {DESK: a_product(DESK)}
+    assert both == {CHAIR: a_product(CHAIR), DESK: a_product(DESK)}
+    assert len(rig.stub.arrivals) == 1
+
+
+async def test_a_lookup_covered_by_a_call_in_flight_joins_it(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.script = [0.1]
+    rig.stub.default = (200, wire(a_product(CHAIR), a_product(DESK)))
+    first = asyncio.create_task(started.get_products([CHAIR, DESK]))
+    await asyncio.sleep(0.03)
+    assert await started.get_products([DESK]) == {DESK: a_product(DESK)}
+    assert await first == {CHAIR: a_product(CHAIR), DESK: a_product(DESK)}
+    assert len(rig.stub.arrivals) == 1
