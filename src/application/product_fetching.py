@@ -7,12 +7,15 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from application.ports import ProductCache, ProductLookup, Telemetry
+from application.ports import Clock, ProductCache, ProductLookup, Telemetry
 from domain.errors import CacheUnavailable, ProductServiceUnavailable
 from domain.orders import PriceSource
 from domain.products import Product
 
 log = logging.getLogger(__name__)
+
+REMEMBER_WINDOW_S = 5.0
+REMEMBERED_MAX = 100_000
 
 
 @attrs.frozen
@@ -28,6 +31,9 @@ class ProductFetcher:
     lookup: ProductLookup
     cache: ProductCache
     telemetry: Telemetry
+    clock: Clock
+    _remembered: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
+    """Versions this fetcher wrote to the cache lately, by product id, with when."""
 
     async def fetch(self, product_ids: Sequence[str]) -> FetchedProducts:
         ids = list(dict.fromkeys(product_ids))
@@ -55,9 +61,21 @@ class ProductFetcher:
         return found
 
     async def remember(self, products: Iterable[Product]) -> None:
+        """Write fresh snapshots to the cache, skipping a version this fetcher wrote moments ago.
+
+        Every order re-reads its products, mostly at versions already cached: writing them again
+        would cost a round trip each for nothing (the cache keeps the newest version anyway).
+        """
+        now = self.clock.monotonic()
+        if len(self._remembered) > REMEMBERED_MAX:
+            self._remembered.clear()
         for product in products:
+            seen = self._remembered.get(product.id)
+            if seen is not None and seen[0] >= product.version and now - seen[1] < REMEMBER_WINDOW_S:
+                continue
             try:
                 await self.cache.put(product)
             except CacheUnavailable as error:
                 log.warning("product cache unavailable, update skipped: %s", error.message)
                 return
+            self._remembered[product.id] = (product.version, now)

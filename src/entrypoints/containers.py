@@ -160,6 +160,7 @@ class OrderService(containers.DeclarativeContainer):
         lookup=product_client,
         cache=cache,
         telemetry=core.metrics,
+        clock=core.clock,
     )
     flagger = providers.Singleton(OrderFlagger, orders=orders, telemetry=core.metrics)
     pricing_thresholds = providers.Callable(thresholds, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -45,6 +46,8 @@ class Stack:
             "REFRESH_CRON": "0 0 1 1 *",
             "LOG_LEVEL": "WARNING",
             "RETRY_INITIAL_INTERVAL_MS": "50",
+            "REFRESH_BATCH_SIZE": "50",
+            "REFRESH_BATCH_DELAY_MS": "500",
         }
         self.products = product_service(self.base)
         self.base["PRODUCT_SERVICE_URL"] = self.products.url
@@ -227,3 +230,67 @@ async def test_outbox_entries_pending_at_sigkill_go_out_after_restart(
     await eventually(all_published, 20, "orders pending at SIGKILL published after restart")
     await asyncio.sleep(1.0)
     assert sorted(await order_created_ids(stack.nats.url)) == sorted(o["id"] for o in taken)
+
+
+async def stream_messages(nats_url: str, stream: str, subject_prefix: str) -> list[dict[str, Any]]:
+    import json
+
+    nc = await nats.connect(nats_url, allow_reconnect=False, max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stream)
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg(stream, seq)
+            if message.subject and message.subject.startswith(subject_prefix) and message.data:
+                found.append(json.loads(message.data))
+        return found
+    finally:
+        await nc.close()
+
+
+async def test_a_refresh_asked_of_both_instances_runs_once_in_batches_and_replies_update_the_cache(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    import redis.asyncio as aioredis
+
+    products = [await new_product(http, stack) for _ in range(120)]
+
+    async def all_cached() -> bool:
+        client = aioredis.Redis.from_url(stack.redis.url)
+        try:
+            return bool(await client.exists(*[f"product:{p['id']}" for p in products]) == 120)
+        finally:
+            await client.aclose()
+
+    await eventually(all_cached, 20, "120 products cached from their events")
+
+    stale = products[0]["id"]
+    client = aioredis.Redis.from_url(stack.redis.url)
+    try:
+        cached = json.loads(await client.get(f"product:{stale}"))
+        await client.delete(f"product:{stale}")
+        await client.set(f"product:{stale}", json.dumps({**cached, "name": "stale", "version": 0}))
+    finally:
+        await client.aclose()
+
+    statuses = await asyncio.gather(
+        *(call(http, "POST", f"{o.url}/admin/refresh", token=TOKEN) for o in (stack.order_a, stack.order_b))
+    )
+    assert [status for status, _ in statuses] == [202, 202]
+
+    async def refreshed() -> bool:
+        client = aioredis.Redis.from_url(stack.redis.url)
+        try:
+            return bool(json.loads(await client.get(f"product:{stale}"))["name"] == "Desk")
+        finally:
+            await client.aclose()
+
+    await eventually(refreshed, 20, "the refresh reply replaced the stale cache entry")
+    await asyncio.sleep(1.5)
+    requests = await stream_messages(stack.nats.url, "PRODUCT_EVENTS", "product.batch_details_requested")
+    assert len(requests) == 3, "120 active products in batches of 50, and one run for both instances"
+    assert all(r["data"]["refreshMode"] is True for r in requests)
+    assert sorted(len(r["data"]["productIds"]) for r in requests) == [20, 50, 50]
+    replies = await stream_messages(stack.nats.url, "PRODUCT_EVENTS", "product.batch_details_provided")
+    assert {r["data"]["requestId"] for r in replies} == {r["data"]["requestId"] for r in requests}

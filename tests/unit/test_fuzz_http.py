@@ -78,8 +78,8 @@ ORDER_OPERATIONS = [
 ]
 
 
-# Loaded from the same functions that serve /openapi.json (test_served_documents_are_the_fuzzed_ones checks that),
-# because the pytest plugin's fixture-loaded schemas do not run on pytest 9.
+# Loaded from the functions that serve /openapi.json (test_served_documents_are_the_fuzzed_ones
+# checks that they match), because the plugin's fixture-loaded schemas do not run on pytest 9.
 product_api = schemathesis.openapi.from_dict(
     product_openapi(), config=_config(PRODUCT_IDS, PRODUCT_OPERATIONS, admin=False)
 )
@@ -157,8 +157,9 @@ async def _start(runners: list[web.AppRunner]) -> LiveServices:
         product_service_url=product_url,
         admin_token=ADMIN_TOKEN,
         retry_initial_interval_ms=10,
-        product_request_timeout_ms=200,
-        async_request_timeout_ms=200,
+        # generous: a call timing out on a busy CI machine would be a 503, which the fuzzing reports
+        product_request_timeout_ms=2000,
+        async_request_timeout_ms=2000,
         refresh_batch_delay_ms=0,
     )
     order_app = create_order_app(order_settings, container=build_order_container(order_settings, broker))

@@ -80,7 +80,7 @@ def build_order_side(
     publisher = RecordingPublisher()
     lock = InMemoryLock(clock=clock)
     thresholds = thresholds or PricingThresholds()
-    fetcher = ProductFetcher(lookup=lookup, cache=cache, telemetry=metrics)
+    fetcher = ProductFetcher(lookup=lookup, cache=cache, telemetry=metrics, clock=clock)
     flagger = OrderFlagger(orders=orders, telemetry=metrics)
     envelopes = EnvelopeFactory(source="order-service", clock=clock, ids=ids)
     revalidate = RevalidateOnPriceChange(

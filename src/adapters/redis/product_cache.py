@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from adapters.redis.client import LuaScript, RedisClient, translated
@@ -50,19 +49,12 @@ return live
 be lost from the index between the check and the removal."""
 
 
-RECENT_WRITE_S = 10.0
-"""How long this process trusts its own last write of a version, and skips writing it again."""
-RECENT_WRITES_MAX = 100_000
-
-
 class RedisProductCache:
     def __init__(self, client: RedisClient, keys: Keyspace, ttl_s: float) -> None:
         self.client = client
         self.keys = keys
         self.ttl_ms = max(int(ttl_s * 1000), 1)
         self._unavailable = "The product cache is unavailable"
-        self._recent: dict[str, tuple[int, float]] = {}
-        self._trust_s = min(RECENT_WRITE_S, ttl_s / 2)
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
         ids = list(dict.fromkeys(product_ids))
@@ -81,23 +73,6 @@ class RedisProductCache:
         return found
 
     async def put(self, product: Product) -> bool:
-        """Every order re-reads its products from the Product Service, mostly at versions the
-        cache already holds: a version this process wrote moments ago is not sent again (the
-        script would refuse it anyway)."""
-        recent = self._recent.get(product.id)
-        if (
-            recent is not None
-            and recent[0] >= product.version
-            and time.monotonic() - recent[1] < self._trust_s
-        ):
-            return False
-        stored = await self._put(product)
-        if len(self._recent) >= RECENT_WRITES_MAX:
-            self._recent.clear()
-        self._recent[product.id] = (product.version, time.monotonic())
-        return stored
-
-    async def _put(self, product: Product) -> bool:
         args: list[str | int] = [
             product.version,
             dumps(product_to_wire(product)).decode(),
