@@ -109,7 +109,8 @@ async def _serve(sites: list[tuple[web.Application, str, int]], banner: str | No
 
 def _embedded_banner(settings: Settings, order_url: str, product_url: str) -> str:
     chair = DEMO_PRODUCTS[0].id
-    token = settings.admin_token
+    # The dev default is printed so `make run` works out of the box; a token of yours is not.
+    token = settings.admin_token if settings.admin_token == DEFAULT_DEV_TOKEN else "$ADMIN_TOKEN"
     return f"""
 Order Service    {order_url}   (OpenAPI: {order_url}/openapi.json)
 Product Service  {product_url}   (OpenAPI: {product_url}/openapi.json)

@@ -45,6 +45,10 @@ def _urls(name: str, schemes: tuple[str, ...]) -> Callable[[Any, Any, str | None
             parts = urlsplit(url.strip())
             if parts.scheme not in schemes or not parts.hostname:
                 raise SettingsError(name, f"expected {' or '.join(schemes)}:// URL(s)")
+            try:
+                parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+            except ValueError:
+                raise SettingsError(name, "the port must be a number 0..65535") from None
 
     return check
 
