@@ -22,7 +22,7 @@ import redis.asyncio
 from nats.js.api import RawStreamMsg
 from nats.js.client import JetStreamContext
 
-from adapters.broker import DEAD_LETTERS, ORDER_EVENTS, PRODUCT_EVENTS
+from adapters.broker import ORDER_EVENTS, PRODUCT_EVENTS
 from adapters.redis.keys import ORDER_SERVICE, PRODUCT_SERVICE, Keyspace
 from bench.soak_load import OrderBook, ProductState, Traffic, decoded, place_order
 from bench.soak_stack import SoakStack
@@ -79,6 +79,21 @@ class Probe:
                     backlog[info.name] = (info.num_pending or 0, info.num_ack_pending or 0)
         return backlog
 
+    async def consumer_report(self) -> dict[str, dict[str, int]]:
+        """Per durable consumer: deliveries (redeliveries included), acknowledged, still pending."""
+        assert self.js is not None
+        report = {}
+        for stream in (PRODUCT_EVENTS, ORDER_EVENTS):
+            for info in await self.js.consumers_info(stream):
+                if not info.config.durable_name:
+                    continue
+                report[info.name] = {
+                    "delivered": info.delivered.consumer_seq if info.delivered else 0,
+                    "acked": info.ack_floor.consumer_seq if info.ack_floor else 0,
+                    "pending": (info.num_pending or 0) + (info.num_ack_pending or 0),
+                }
+        return report
+
     async def stream_messages(self, stream: str) -> int:
         assert self.js is not None
         return int((await self.js.stream_info(stream)).state.messages)
@@ -102,6 +117,43 @@ class Probe:
                 *(js.get_msg(stream, seq) for seq in seqs[start : start + chunk]), return_exceptions=True
             )
             found += [m for m in batch if isinstance(m, RawStreamMsg)]
+        return found
+
+    async def product_events(self, product_id: str, version: int, max_scan: int = 50_000) -> list[str]:
+        """The PRODUCT_EVENTS messages of one product at `version`, newest first, scanning back from the
+        end of the stream until an older version of the product shows up (evidence for a report)."""
+        assert self.js is not None
+        state = (await self.js.stream_info(PRODUCT_EVENTS)).state
+        found: list[str] = []
+        seq = state.last_seq
+        while seq >= state.first_seq and state.last_seq - seq < max_scan:
+            low = max(seq - 255, state.first_seq)
+            batch = await asyncio.gather(
+                *(self.js.get_msg(PRODUCT_EVENTS, n) for n in range(seq, low - 1, -1)), return_exceptions=True
+            )
+            older = False
+            for message in batch:
+                if not isinstance(message, RawStreamMsg):
+                    continue
+                data = (decoded((message.data or b"").decode(errors="replace")) or {}).get("data") or {}
+                if data.get("productId") != product_id:
+                    continue
+                product = data.get("product") or {}
+                at = data.get("version", product.get("version"))
+                if at == version:
+                    aspects = {
+                        **product,
+                        **{k: v for k, v in data.items() if k not in ("product", "productId")},
+                    }
+                    shown = {
+                        k: aspects[k] for k in (*COMPARED_FIELDS, "available", "newPrice") if k in aspects
+                    }
+                    found.append(f"seq {message.seq} {message.subject} v{at} {shown}")
+                elif isinstance(at, int) and at < version:
+                    older = True
+            if older:
+                break
+            seq = low - 1
         return found
 
     async def cached_products(self, ids: Sequence[str]) -> dict[str, Any]:
@@ -141,7 +193,9 @@ async def wait_settled(probe: Probe, book: OrderBook, product_ids: Sequence[str]
             await asyncio.sleep(1.0)
             continue
         stale = sum(
-            1 for pid in product_ids if (cache.get(pid) or {}).get("version") != (catalog.get(pid) or {}).get("version")
+            1
+            for pid in product_ids
+            if (cache.get(pid) or {}).get("version") != (catalog.get(pid) or {}).get("version")
         )
         quiet = sum(outbox.values()) == 0 and all(p == 0 and a == 0 for p, a in backlog.values())
         result.last = {
@@ -180,12 +234,14 @@ async def resolve_unresolved(
 # ------------------------------------------------------------------------------------------ checks
 async def check_orders_readable(
     session: aiohttp.ClientSession, traffic: Traffic, stack: SoakStack, book: OrderBook
-) -> Check:
-    """GET every accepted order (either instance), comparing its total with the one accepted."""
+) -> tuple[Check, dict[str, list[str]]]:
+    """GET every accepted order (either instance), comparing its total with the one accepted;
+    also returns each order's flags as read."""
     instances = stack.orders()
     accepted = book.accepted()
     missing: list[str] = []
     wrong: list[str] = []
+    flags: dict[str, list[str]] = {}
     semaphore = asyncio.Semaphore(16)
 
     async def read(index: int, attempt: Any) -> None:
@@ -202,6 +258,7 @@ async def check_orders_readable(
                 )
                 answers.append(f"{target.name}: {status}")
                 if status == 200 and isinstance(body, dict):
+                    flags[attempt.order_id] = list(body.get("flags") or [])
                     if body.get("id") != attempt.order_id or body.get("totalAmount") != attempt.total:
                         wrong.append(
                             f"{attempt.order_id}: accepted total {attempt.total}, read "
@@ -211,9 +268,7 @@ async def check_orders_readable(
             missing.append(f"{attempt.order_id} (key {attempt.key}): {', '.join(answers)}")
 
     await asyncio.gather(*(read(i, a) for i, a in enumerate(accepted)))
-    split = [
-        f"key {a.key}: {sorted(a.order_ids_seen)}" for a in book.attempts if len(a.order_ids_seen) > 1
-    ]
+    split = [f"key {a.key}: {sorted(a.order_ids_seen)}" for a in book.attempts if len(a.order_ids_seen) > 1]
     ok = not missing and not wrong and not split
     return Check(
         "every accepted order readable",
@@ -221,6 +276,47 @@ async def check_orders_readable(
         f"{len(accepted) - len(missing)}/{len(accepted)} read back (200); {len(wrong)} differ; "
         f"{len(split)} keys answered with two order ids",
         [*missing[:EVIDENCE], *wrong[:EVIDENCE], *split[:EVIDENCE]],
+    ), flags
+
+
+def check_price_review(
+    book: OrderBook, states: dict[str, ProductState], flags: dict[str, list[str]], review_pct: Decimal
+) -> Check:
+    """An order accepted before a product's last price change, whose price for that product is more
+    than `review_pct` off the new price, must carry PRICE_REVIEW (INTERFACE §5: price_changed re-validates
+    every CREATED order holding the product). Flags are never removed, so this holds at the end."""
+    expected = 0
+    unflagged: list[str] = []
+    skipped = 0
+    per_product: Counter[str] = Counter()
+    for pid, state in states.items():
+        if not state.price_changes:
+            continue
+        if state.price_uncertain:
+            skipped += 1
+            continue
+        changed_at, new_price = state.price_changes[-1]
+        for attempt in book.accepted():
+            unit = attempt.unit_prices.get(pid)
+            if unit is None or attempt.accepted_at is None or attempt.accepted_at >= changed_at:
+                continue
+            off = abs(Decimal(unit) - Decimal(new_price)) / Decimal(new_price) * 100
+            if off <= review_pct:
+                continue
+            expected += 1
+            if "PRICE_REVIEW" not in flags.get(attempt.order_id or "", ["?"]):
+                per_product[pid] += 1
+                unflagged.append(
+                    f"order {attempt.order_id} accepted at {attempt.accepted_at:.1f}s with product {pid} "
+                    f"at {unit}; its last price change, sent at {changed_at:.1f}s, to {new_price} "
+                    f"({off:.0f}% off); flags {flags.get(attempt.order_id or '', '?')}"
+                )
+    return Check(
+        "orders re-validated on the last price change",
+        not unflagged,
+        f"{expected - len(unflagged)}/{expected} orders more than {review_pct}% off a later price flagged "
+        f"PRICE_REVIEW ({skipped} products skipped: an unanswered price PATCH)",
+        unflagged[:EVIDENCE] + [f"{pid}: {n} orders not flagged" for pid, n in per_product.most_common()],
     )
 
 
@@ -250,8 +346,9 @@ def check_order_events(messages: Sequence[RawStreamMsg], book: OrderBook) -> tup
         oid for oid in set(accepted) & set(per_order) if Decimal(str(totals[oid])) != accepted[oid].total
     )
     evidence = (
-        [f"lost: order {oid} (key {accepted[oid].key}, answered {accepted[oid].statuses})" for oid in lost]
-        [:EVIDENCE]
+        [f"lost: order {oid} (key {accepted[oid].key}, answered {accepted[oid].statuses})" for oid in lost][
+            :EVIDENCE
+        ]
         + [f"duplicated: order {oid} stored {per_order[oid]} times" for oid in duplicated][:EVIDENCE]
         + [f"not accepted: order.created for {oid}" for oid in unexpected][:EVIDENCE]
         + [f"total differs: {oid} accepted {accepted[oid].total}, event {totals[oid]}" for oid in off_total][
@@ -291,6 +388,7 @@ async def check_product_cache(
             catalog[pid] = body
     cache = await probe.cached_products(ids)
     lost_writes, stale, differs = [], [], []
+    differing = 0
     for pid in ids:
         final, last, state = catalog.get(pid), states[pid].last, states[pid]
         if final is None:
@@ -313,9 +411,15 @@ async def check_product_cache(
                 f"{'missing' if cached is None else 'v' + str(cached.get('version'))}"
             )
             continue
-        fields = [f"{f}: cache {cached.get(f)} != catalog {final.get(f)}" for f in COMPARED_FIELDS if cached.get(f) != final.get(f)]
+        fields = [
+            f"{f}: cache {cached.get(f)} != catalog {final.get(f)}"
+            for f in COMPARED_FIELDS
+            if cached.get(f) != final.get(f)
+        ]
         if fields:
+            differing += 1
             differs.append(f"{pid} v{final['version']}: {'; '.join(fields)}")
+            differs += [f"  event {e}" for e in await probe.product_events(pid, final["version"])]
     patched = sum(s.patches_ok for s in states.values())
     return [
         Check(
@@ -335,9 +439,9 @@ async def check_product_cache(
         Check(
             "cached product equals the catalog at that version",
             not differs,
-            f"{len(ids) - len(stale) - len(differs)}/{len(ids) - len(stale)} equal in "
+            f"{len(ids) - len(stale) - differing}/{len(ids) - len(stale)} equal in "
             f"{', '.join(COMPARED_FIELDS)}",
-            differs[:EVIDENCE],
+            differs[: 4 * EVIDENCE],
         ),
     ]
 
@@ -384,11 +488,15 @@ def dead_letter_report(messages: Sequence[RawStreamMsg]) -> tuple[Counter[str], 
         reason = str(letter.get("reason", "?"))
         reasons[f"{message.subject} [{letter.get('consumer', '?')}]: {reason[:120]}"] += 1
         if len(examples) < EVIDENCE:
-            examples.append(json.dumps({k: letter.get(k) for k in ("subject", "reason", "attempts", "failedAt")}))
+            examples.append(
+                json.dumps({k: letter.get(k) for k in ("subject", "reason", "attempts", "failedAt")})
+            )
     return reasons, examples
 
 
-async def scrape_metrics(session: aiohttp.ClientSession, stack: SoakStack) -> tuple[dict[str, float], dict[str, Counter[str]]]:
+async def scrape_metrics(
+    session: aiohttp.ClientSession, stack: SoakStack
+) -> tuple[dict[str, float], dict[str, Counter[str]]]:
     """5xx series other than 503 from each service's /metrics, and the events_processed_total outcomes."""
     server_errors: dict[str, float] = {}
     processed: dict[str, Counter[str]] = {}
@@ -409,6 +517,21 @@ async def scrape_metrics(session: aiohttp.ClientSession, stack: SoakStack) -> tu
                 outcomes[outcome] += int(float(line.rsplit(" ", 1)[1]))
         processed[service.name] = outcomes
     return server_errors, processed
+
+
+def check_logs(report: dict[str, tuple[Counter[str], list[str]]]) -> Check:
+    """ERROR lines in a service log are reported (a warning: a fault may explain them)."""
+    counts = {
+        name: levels.get("error", 0) + levels.get("critical", 0) for name, (levels, _) in report.items()
+    }
+    evidence = [f"{name}: {message}" for name, (_, messages) in report.items() for message in messages]
+    return Check(
+        "service logs without ERROR lines",
+        not any(counts.values()),
+        ", ".join(f"{name} {n}" for name, n in counts.items()),
+        evidence[:EVIDENCE],
+        warn_only=True,
+    )
 
 
 def log_levels(stack: SoakStack) -> dict[str, tuple[Counter[str], list[str]]]:

@@ -10,6 +10,7 @@ never got a definite answer is left `unresolved` for the resolution pass after t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -105,6 +106,9 @@ class OrderAttempt:
     final_status: str | None = None
     order_ids_seen: set[str] = field(default_factory=set)
     rejection: str | None = None
+    accepted_at: float | None = None
+    """Seconds into the load when the accepting answer arrived."""
+    unit_prices: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,6 +146,13 @@ async def place_order(
             attempt.order_ids_seen.add(answer["id"])
             attempt.outcome, attempt.order_id = "accepted", answer["id"]
             attempt.total, attempt.final_status = answer.get("totalAmount"), str(status)
+            if attempt.accepted_at is None:
+                attempt.accepted_at = traffic.now()
+                attempt.unit_prices = {
+                    item["productId"]: item["unitPrice"]
+                    for item in answer.get("items", [])
+                    if "unitPrice" in item
+                }
             return
         if isinstance(status, int) and 400 <= status < 500:
             attempt.outcome, attempt.final_status = "rejected", str(status)
@@ -198,6 +209,10 @@ class ProductState:
     patches_ok: int = 0
     patches_failed: int = 0
     uncertain: bool = False
+    price_changes: list[tuple[float, Decimal]] = field(default_factory=list)
+    """(seconds into the load when the PATCH was first sent, the new currentPrice) per price change."""
+    price_uncertain: bool = False
+    """A PATCH touching prices ended without an answer: when the last price change happened is unknown."""
 
 
 async def patch_product(
@@ -243,9 +258,9 @@ async def product_changer(
             catalogue.discontinued.add(pid)
             kind, body = "discontinue", {"status": "DISCONTINUED", "currentPrice": money(rng)}
         else:
-            kind = rng.choices(
-                ("price", "stock", "price+stock", "name", "status"), weights=(3, 2, 2, 1, 2)
-            )[0]
+            kind = rng.choices(("price", "stock", "price+stock", "name", "status"), weights=(3, 2, 2, 1, 2))[
+                0
+            ]
             pid = rng.choice(catalogue.all())
             if kind == "price":
                 body = {"currentPrice": money(rng)}
@@ -264,14 +279,20 @@ async def product_changer(
                 body = {"status": "INACTIVE" if current == "ACTIVE" else "ACTIVE"}
         kinds[kind] += 1
         url = f"{stack.product.url}/api/v1/products/{pid}"
+        sent_at = traffic.now()
         status, answer = await patch_product(session, traffic, url, body)
         state = states[pid]
         if status == 200 and isinstance(answer, dict):
+            before = state.last or {}
+            prices = ("currentPrice", "basePrice")
+            if any(answer.get(f) != before.get(f) for f in prices):
+                state.price_changes.append((sent_at, answer["currentPrice"]))
             state.last, state.patches_ok, state.uncertain = answer, state.patches_ok + 1, False
         else:
             state.patches_failed += 1
             if not (isinstance(status, int) and 400 <= status < 500):
                 state.uncertain = True  # it may have been applied without us hearing of it
+                state.price_uncertain |= "currentPrice" in body or "basePrice" in body
         await asyncio.sleep(interval_s * rng.uniform(0.5, 1.5))
     return kinds
 
@@ -329,7 +350,9 @@ async def _fault(
     kind: str, stack: SoakStack, session: aiohttp.ClientSession, down_s: float
 ) -> tuple[str, Callable[[], str]]:
     """Inject `kind`, stay down `down_s`, recover; returns what was done and a note maker."""
-    assert stack.redis is not None and stack.nats is not None and stack.product is not None
+    assert stack.redis is not None
+    assert stack.nats is not None
+    assert stack.product is not None
     redis, nats, product = stack.redis, stack.nats, stack.product
     note = ""
     if kind == "nats-restart":
@@ -353,11 +376,11 @@ async def _fault(
         await asyncio.to_thread(redis.start)
         what = "Redis SIGKILL, then started (AOF, fsync always)"
     elif kind == "product-sigterm":
-        await asyncio.to_thread(product.terminate)
+        stopped = await asyncio.to_thread(product.terminate)
         await asyncio.sleep(down_s)
         product.start()
         ready = await product.wait_ready(session)
-        what, note = "Product Service SIGTERM, then started", f"ready {ready:.1f}s after start"
+        what, note = "Product Service SIGTERM, then started", f"{stopped}; ready {ready:.1f}s after start"
     elif kind == "product-sigkill":
         await asyncio.to_thread(product.kill)
         await asyncio.sleep(down_s)
@@ -422,7 +445,5 @@ async def sample_rss(
     while not stop.is_set():
         for service in stack.services():
             rss.add(service.name, traffic.now(), service.rss_mb())
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
-        except TimeoutError:
-            pass

@@ -72,6 +72,32 @@ def rss_mb(pid: int | None) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_state(pid: int, cpu_before: float | None) -> str:
+    """What a process that does not exit is doing: its threads' states and kernel wait channels,
+    and the CPU it used since `cpu_before` (evidence for a hung shutdown)."""
+    threads = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (task / "wchan").read_text().strip() or "-"
+            comm = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        threads.append(f"{comm}:{state}/{wchan}")
+    now = cpu_seconds(pid)
+    used = f"{now - cpu_before:.2f}s CPU meanwhile" if now is not None and cpu_before is not None else "CPU ?"
+    return f"{used}; threads {', '.join(threads)}"
+
+
 @dataclass(eq=False)
 class ServiceProcess:
     """`order-service serve` or `product-service serve` on a fixed port; restartable on it."""
@@ -114,7 +140,9 @@ class ServiceProcess:
         self._close_log()
         self._log = self.log_path.open("ab")
         self.starts += 1
-        self._log.write(f"\n===== soak: start #{self.starts} of {self.name} on port {self.port} =====\n".encode())
+        self._log.write(
+            f"\n===== soak: start #{self.starts} of {self.name} on port {self.port} =====\n".encode()
+        )
         self._log.flush()
         self.proc = subprocess.Popen(  # noqa: S603 - our own console script, no shell
             self.argv(),
@@ -145,19 +173,29 @@ class ServiceProcess:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s ({last}); log {self.log_path}")
 
-    def terminate(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM the group (after SIGCONT, should it be paused); SIGKILL after `grace_s`."""
+    def terminate(self, grace_s: float = STOP_GRACE_S) -> str:
+        """SIGTERM the group (after SIGCONT, should it be paused); SIGKILL after `grace_s`.
+
+        Returns how it ended: `exit 0 after 1.2s`, or `SIGKILLed: still running 15s after SIGTERM`.
+        """
         if self.proc is None:
-            return
+            return "not started"
+        outcome = f"had exited ({self.proc.returncode})"
         if self.proc.poll() is None:
+            began = time.monotonic()
             self._signal(signal.SIGCONT)
             self._signal(signal.SIGTERM)
+            cpu_before = cpu_seconds(self.proc.pid)
             try:
-                self.proc.wait(timeout=grace_s)
+                code = self.proc.wait(timeout=grace_s)
+                outcome = f"exit {code} {time.monotonic() - began:.1f}s after SIGTERM"
             except subprocess.TimeoutExpired:
+                stuck = process_state(self.proc.pid, cpu_before)
                 self._signal(signal.SIGKILL)
                 self.proc.wait(timeout=10)
+                outcome = f"SIGKILLed: still running {grace_s:.0f}s after SIGTERM [{stuck}]"
         self._done()
+        return outcome
 
     def kill(self) -> None:
         if self.proc is None:
@@ -231,13 +269,15 @@ class SoakStack:
         return [s for s in (self.order_a, self.order_b) if s is not None]
 
     def base_env(self) -> dict[str, str]:
-        assert self.redis is not None and self.nats is not None and self.product is not None
+        assert self.redis is not None
+        assert self.nats is not None
+        assert self.product is not None
         return {
             "REDIS_URL": self.redis.url,
             "NATS_URL": self.nats.url,
             "PRODUCT_SERVICE_URL": self.product.url,
             "ADMIN_TOKEN": ADMIN_TOKEN,
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("SOAK_LOG_LEVEL", "WARNING"),
             "LOG_FORMAT": "json",
             # no scheduled refresh: the cache must be kept right by the events alone
             "REFRESH_CRON": "0 0 1 1 *",
@@ -280,7 +320,8 @@ class SoakStack:
     async def heal(self, session: aiohttp.ClientSession) -> list[str]:
         """Whatever a fault left down comes back; then every service must be ready. Returns what was done."""
         done = []
-        assert self.redis is not None and self.nats is not None
+        assert self.redis is not None
+        assert self.nats is not None
         if not self.redis.is_running:
             await asyncio.to_thread(self.redis.start)
             done.append("redis started")
@@ -298,15 +339,19 @@ class SoakStack:
             await service.wait_ready(session, timeout_s=60.0)
         return done
 
-    def close(self) -> None:
-        """Stop everything, services first; never raises."""
+    def close(self) -> list[str]:
+        """Stop everything, services first; never raises. Returns how each service ended."""
+        ended = []
         for service in self.services():
-            with contextlib.suppress(Exception):
-                service.terminate()
+            try:
+                ended.append(f"{service.name}: {service.terminate()}")
+            except Exception as error:
+                ended.append(f"{service.name}: {error!r}")
         for server in (self.nats, self.redis):
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.stop()
+        return ended
 
     def drop_data(self) -> None:
         """Remove the JetStream store and the AOF (the bulk of the log dir); the logs stay."""

@@ -43,8 +43,13 @@ class ProductCache(Protocol):
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
 
-    async def put(self, product: Product) -> bool:
-        """Store unless an equal or newer version is there; True when stored."""
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
+        """Store unless a newer version is there, or the same version (unless that one was
+        partial and this one is whole); True when stored.
+
+        `partial` marks a snapshot patched from an event carrying one aspect of a change: the
+        `product.updated` of the same version, which carries all of it, replaces it.
+        """
         ...
 
     async def active_ids(self) -> list[str]: ...

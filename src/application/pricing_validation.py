@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 
@@ -15,6 +16,8 @@ from domain.orders import Order, OrderFlag, OrderStatus
 from domain.pricing import DiscrepancyResult, PricingThresholds, find_discrepancies
 
 log = logging.getLogger(__name__)
+
+READ_CHUNK = 100
 
 
 @attrs.frozen
@@ -46,17 +49,23 @@ class RevalidateOnPriceChange:
 
     async def __call__(self, product_id: str, new_price: Decimal) -> int:
         reviewed = 0
-        for order_id in await self.orders.ids_holding(product_id):
-            order = await self.orders.get(order_id)
-            if order is None or order.status is not OrderStatus.CREATED:
-                continue
-            others = [pid for pid in order.product_ids if pid != product_id]
-            cached = await self.fetcher.cached(others) if others else {}
-            prices = {pid: p.current_price for pid, p in cached.items()}
-            prices[product_id] = new_price
-            result = await review_if_needed(order, prices, self.thresholds, self.flagger)
-            reviewed += result.requires_review
+        ids = await self.orders.ids_holding(product_id)
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            # Concurrent reads: a popular product's orders would take one round trip each.
+            for order in await asyncio.gather(*(self.orders.get(order_id) for order_id in chunk)):
+                reviewed += await self._review(order, product_id, new_price)
         return reviewed
+
+    async def _review(self, order: Order | None, product_id: str, new_price: Decimal) -> bool:
+        if order is None or order.status is not OrderStatus.CREATED:
+            return False
+        others = [pid for pid in order.product_ids if pid != product_id]
+        cached = await self.fetcher.cached(others) if others else {}
+        prices = {pid: p.current_price for pid, p in cached.items()}
+        prices[product_id] = new_price
+        result = await review_if_needed(order, prices, self.thresholds, self.flagger)
+        return result.requires_review
 
 
 async def review_if_needed(

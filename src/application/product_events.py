@@ -31,19 +31,22 @@ class ProductEventReactions:
             await self.flagger.flag_orders_holding(product.id, OrderFlag.DISCONTINUED_PRODUCT)
 
     async def price_changed(self, event: PriceChanged) -> None:
-        superseded = await self._patch_cached(
+        """Patch the cache, then re-validate open orders at the newest price known.
+
+        Each subject has its own consumer, so later events of the product may be applied
+        before this one; the price change must still re-validate the orders (flags are only
+        ever added), at the price of the newest version cached when that is newer.
+        """
+        await self._patch_cached(
             event.product_id,
             event.version,
             lambda p: attrs.evolve(
                 p, current_price=event.new_price, base_price=event.base_price, version=event.version
             ),
         )
-        if superseded:
-            log.info(
-                "price change v%s of %s ignored: a newer version is known", event.version, event.product_id
-            )
-            return
-        await self.revalidate(event.product_id, event.new_price)
+        cached = (await self.cache.get_many([event.product_id])).get(event.product_id)
+        newer = cached is not None and cached.version > event.version
+        await self.revalidate(event.product_id, cached.current_price if newer and cached else event.new_price)
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         superseded = await self._patch_cached(
@@ -73,7 +76,7 @@ class ProductEventReactions:
         """
         cached = (await self.cache.get_many([product_id])).get(product_id)
         if cached is not None and cached.version == version - 1:
-            await self.cache.put(change(cached))
+            await self.cache.put(change(cached), partial=True)
         return cached is not None and cached.version > version
 
     async def _superseded(self, product_id: str, version: int) -> bool:

@@ -47,10 +47,6 @@ class Product:
     def is_available(self) -> bool:
         return self.status is ProductStatus.ACTIVE and self.quantity_available > 0
 
-    def supersedes(self, other: Product | None) -> bool:
-        """True when this snapshot should replace `other` (absent or strictly older)."""
-        return other is None or self.version > other.version
-
 
 @attrs.frozen
 class ProductPatch:

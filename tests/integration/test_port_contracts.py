@@ -98,6 +98,21 @@ async def test_a_newer_version_replaces_the_cached_one(backend: Backend) -> None
     assert await cache.get_many(["p-1"]) == {"p-1": v3}
 
 
+async def test_a_partial_entry_yields_to_the_whole_snapshot_of_its_version_only(backend: Backend) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    partial_v2 = newer(v1, quantity_available=1)
+    whole_v2 = newer(v1, quantity_available=1, name="renamed in the same change")
+    await cache.put(v1)
+
+    assert await cache.put(partial_v2, partial=True) is True
+    assert await cache.put(newer(v1, quantity_available=2), partial=True) is False
+    assert await cache.put(whole_v2) is True
+    assert await cache.put(partial_v2, partial=True) is False
+    assert await cache.put(newer(v1, name="a second whole v2")) is False
+    assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
+
+
 async def test_active_ids_follow_the_latest_cached_status(backend: Backend) -> None:
     cache = backend.cache(60)
     chair = a_product("chair")

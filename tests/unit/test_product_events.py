@@ -227,3 +227,45 @@ async def test_a_redelivered_price_change_still_revalidates(order_side: OrderSid
     order_side.outbox.outage.down = False
     await order_side.reactions.price_changed(event)
     assert (await order_side.get_order(order.id)).flags == (OrderFlag.PRICE_REVIEW,)
+
+
+async def test_a_price_change_applied_after_a_later_version_still_sends_orders_to_review(
+    order_side: OrderSide,
+) -> None:
+    v1 = a_product(CHAIR)
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 2))
+    change = price_changed(v1, str(v1.current_price * 2))
+    v3 = newer(newer(v1, current_price=change.new_price), quantity_available=1)
+    await order_side.reactions.snapshot_arrived(v3)  # a later stock change overtook the price change
+
+    await order_side.reactions.price_changed(change)
+
+    assert (await order_side.get_order(order.id)).flags == (OrderFlag.PRICE_REVIEW,)
+
+
+async def test_a_partial_patch_yields_to_the_whole_snapshot_of_its_version(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR)
+    await order_side.reactions.snapshot_arrived(v1)
+    whole_v2 = newer(v1, quantity_available=3, name="Renamed in the same change")
+    await order_side.reactions.availability_changed(
+        AvailabilityChanged(CHAIR, available=True, quantity_available=3, version=2)
+    )
+    assert (await cached(order_side)) == newer(v1, quantity_available=3)
+
+    await order_side.reactions.snapshot_arrived(whole_v2)
+
+    assert await cached(order_side) == whole_v2
+
+
+async def test_a_partial_patch_never_replaces_the_whole_snapshot_of_its_version(
+    order_side: OrderSide,
+) -> None:
+    v1 = a_product(CHAIR)
+    await order_side.reactions.snapshot_arrived(v1)
+    whole_v2 = newer(v1, current_price=Decimal("1.00"), name="Renamed in the same change")
+    await order_side.reactions.snapshot_arrived(whole_v2)
+
+    await order_side.reactions.price_changed(price_changed(v1, "1.00"))
+
+    assert await cached(order_side) == whole_v2

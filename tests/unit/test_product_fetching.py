@@ -18,9 +18,9 @@ class CountingCache(InMemoryProductCache):
 
     puts: list[tuple[str, int]] = attrs.field(factory=list)
 
-    async def put(self, product: Product) -> bool:
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.puts.append((product.id, product.version))
-        return await super().put(product)
+        return await super().put(product, partial=partial)
 
 
 def rig() -> tuple[ProductFetcher, FakeProductService, CountingCache, ManualClock]:

@@ -17,28 +17,35 @@ class InMemoryProductCache:
     clock: Clock
     ttl_s: float
     outage: Outage = attrs.field(factory=lambda: Outage(CacheUnavailable))
-    _entries: dict[str, tuple[Product, float]] = attrs.field(factory=dict, init=False)
+    _entries: dict[str, tuple[Product, float, bool]] = attrs.field(factory=dict, init=False)
 
     def _live(self, product_id: str) -> Product | None:
+        entry = self._live_entry(product_id)
+        return None if entry is None else entry[0]
+
+    def _live_entry(self, product_id: str) -> tuple[Product, float, bool] | None:
         entry = self._entries.get(product_id)
         if entry is None:
             return None
-        product, expires = entry
-        if expires <= self.clock.monotonic():
+        if entry[1] <= self.clock.monotonic():
             del self._entries[product_id]
             return None
-        return product
+        return entry
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
         self.outage.check()
         found = {pid: self._live(pid) for pid in product_ids}
         return {pid: p for pid, p in found.items() if p is not None}
 
-    async def put(self, product: Product) -> bool:
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()
-        if not product.supersedes(self._live(product.id)):
-            return False
-        self._entries[product.id] = (product, self.clock.monotonic() + self.ttl_s)
+        entry = self._live_entry(product.id)
+        if entry is not None:
+            stored, _, stored_partial = entry
+            same_but_completes = stored.version == product.version and stored_partial and not partial
+            if stored.version >= product.version and not same_but_completes:
+                return False
+        self._entries[product.id] = (product, self.clock.monotonic() + self.ttl_s, partial)
         return True
 
     async def active_ids(self) -> list[str]:

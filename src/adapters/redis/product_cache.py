@@ -18,9 +18,12 @@ _PUT = LuaScript("""
 local current = redis.call('GET', KEYS[1])
 if current then
   local readable, stored = pcall(cjson.decode, current)
-  if readable and type(stored) == 'table' and tonumber(stored['version'])
-     and tonumber(stored['version']) >= tonumber(ARGV[1]) then
-    return 0
+  if readable and type(stored) == 'table' and tonumber(stored['version']) then
+    local stored_version, version = tonumber(stored['version']), tonumber(ARGV[1])
+    local completes = stored_version == version and stored['partial'] == true and ARGV[6] == '0'
+    if stored_version > version or (stored_version == version and not completes) then
+      return 0
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -31,7 +34,8 @@ else
 end
 return 1
 """)
-"""KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id.
+"""KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
+partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
 An unreadable entry is overwritten rather than blocking every newer version until it expires."""
 
 _ACTIVE_IDS = LuaScript("""
@@ -72,13 +76,17 @@ class RedisProductCache:
                 log.warning("cached product %s unreadable: %s", product_id, error)
         return found
 
-    async def put(self, product: Product) -> bool:
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
+        wire = product_to_wire(product)
+        if partial:
+            wire["partial"] = True  # read back by the script only; the converter ignores it
         args: list[str | int] = [
             product.version,
-            dumps(product_to_wire(product)).decode(),
+            dumps(wire).decode(),
             self.ttl_ms,
             "1" if product.status is ProductStatus.ACTIVE else "0",
             product.id,
+            "1" if partial else "0",
         ]
         keys = [self.keys.cached_product(product.id), self.keys.active_products]
         with translated(CacheUnavailable, self._unavailable):
