@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,6 +10,7 @@ from datetime import datetime
 from croniter import croniter
 
 from adapters.metrics import ServiceMetrics
+from adapters.tasks import cancel_and_wait
 from application.outbox_relay import RelayOutbox
 from application.ports import Clock
 from domain.errors import DependencyUnavailable
@@ -116,8 +116,4 @@ class BackgroundTasks:
         task.add_done_callback(self._tasks.discard)
 
     async def cancel_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._tasks))

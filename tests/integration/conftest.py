@@ -136,3 +136,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.section("server fault timings")
         for name, seconds in timings.items():
             terminalreporter.write_line(f"{name}: {seconds * 1000:.0f} ms")
+
+
+def _print_asyncio_tasks(signum: int, frame: FrameType | None) -> None:
+    """`kill -USR1 <pytest pid>` writes where every task of a hung test waits to a file
+    (pytest captures stderr), named in the first line of stderr at session end."""
+    import asyncio
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", prefix="asyncio-tasks-", suffix=".txt", delete=False) as out:
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            out.write("no running event loop\n")
+            return
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(file=out)
+
+
+signal.signal(signal.SIGUSR1, _print_asyncio_tasks)

@@ -9,13 +9,13 @@ the same name, so each message goes to one of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import attrs
 
 from adapters.broker import STREAMS, ConsumerLag, ConsumerSpec, Handler, matches_any
 from adapters.memory.faults import Outage
+from adapters.tasks import cancel_and_wait
 from domain.errors import EventBusUnavailable
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,7 @@ class _MemorySubscription:
                 self.consumer.redeliver(message, attempt, 0.0)
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self.tasks)
 
 
 @attrs.define

@@ -27,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
 from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from adapters.tasks import cancel_and_wait
 from domain.errors import EventBusUnavailable
 
 log = logging.getLogger(__name__)
@@ -132,17 +133,14 @@ class SubjectConsumer:
 
     async def stop(self) -> None:
         if self._fetcher is not None:
-            self._fetcher.cancel()
-            await asyncio.gather(self._fetcher, return_exceptions=True)
+            await cancel_and_wait([self._fetcher])
         psub, self._psub = self._psub, None
         if psub is not None:
             with contextlib.suppress(*NATS_FAILURES):
                 await psub.unsubscribe()
         if self._in_flight:
             _, late = await asyncio.wait(self._in_flight, timeout=min(STOP_GRACE_S, self.spec.ack_wait_s))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await cancel_and_wait(late)
         if not self.spec.durable and self.connection.is_connected:
             with contextlib.suppress(*BUS_FAILURES):
                 await self.connection.manager(1.0).delete_consumer(self.stream, self.name)
