@@ -7,7 +7,7 @@ and each application gets its own container, so two built in one process share n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +16,7 @@ from adapters.broker import Broker, ConsumerLag
 from adapters.metrics import ServiceMetrics
 from adapters.redis.client import RedisClient
 from entrypoints.background import BackgroundTasks, OutboxWakeup, relay_outbox_forever, run_on_schedule
-from entrypoints.consumers import EventConsumer, subscribe_all
+from entrypoints.consumers import subscribe_consumers
 from entrypoints.containers import OrderService, ProductService
 from entrypoints.event_routing import (
     order_service_consumers,
@@ -148,31 +148,14 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
     client = service.product_client()
     await broker.start()
     await client.start()
-    if settings.nats_url:
-        app[READINESS].checks["nats"] = _broker_check(broker)
-    if settings.redis_url:
-        app[READINESS].checks["redis"] = _redis_check(service.redis_client())
-    consumer_kwargs = {
-        "broker": broker,
-        "processed": service.processed(),
-        "metrics": service.core.metrics(),
-        "clock": service.core.clock(),
-    }
-    handlers = order_service_handlers(service.reactions(), service.pending())
-    subscriptions = await subscribe_all(
+    _watch_dependencies(app, settings, broker, service.redis_client)
+    subscriptions = await subscribe_consumers(
         broker,
-        [
-            (
-                spec,
-                EventConsumer(
-                    name=spec.name,
-                    handlers=handlers,
-                    max_deliver=spec.max_deliver,
-                    **consumer_kwargs,
-                ),
-            )
-            for spec in order_service_consumers(settings.instance_id)
-        ],
+        order_service_consumers(settings.instance_id),
+        order_service_handlers(service.reactions(), service.pending()),
+        service.processed(),
+        service.core.metrics(),
+        service.core.clock(),
     )
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()
@@ -198,6 +181,16 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await broker.close()
         if settings.redis_url:
             await service.redis_client().close()
+
+
+def _watch_dependencies(
+    app: web.Application, settings: Settings, broker: Broker, redis_client: Callable[[], RedisClient]
+) -> None:
+    """/ready checks Redis and NATS where they are configured (in-memory mode has neither)."""
+    if settings.nats_url:
+        app[READINESS].checks["nats"] = _broker_check(broker)
+    if settings.redis_url:
+        app[READINESS].checks["redis"] = _redis_check(redis_client())
 
 
 def _redis_check(client: RedisClient) -> Any:
@@ -258,28 +251,14 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
     redis_url = service.settings().redis_url
     broker = service.core.broker()
     await broker.start()
-    if service.settings().nats_url:
-        app[READINESS].checks["nats"] = _broker_check(broker)
-    if redis_url:
-        app[READINESS].checks["redis"] = _redis_check(service.redis_client())
-    handlers = product_service_handlers(service.catalog(), service.answer(), app[OUTBOX_WAKEUP].set)
-    subscriptions = await subscribe_all(
+    _watch_dependencies(app, service.settings(), broker, service.redis_client)
+    subscriptions = await subscribe_consumers(
         broker,
-        [
-            (
-                spec,
-                EventConsumer(
-                    name=spec.name,
-                    handlers=handlers,
-                    broker=broker,
-                    processed=service.processed(),
-                    metrics=service.core.metrics(),
-                    clock=service.core.clock(),
-                    max_deliver=spec.max_deliver,
-                ),
-            )
-            for spec in product_service_consumers()
-        ],
+        product_service_consumers(),
+        product_service_handlers(service.catalog(), service.answer(), app[OUTBOX_WAKEUP].set),
+        service.processed(),
+        service.core.metrics(),
+        service.core.clock(),
     )
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()

@@ -143,7 +143,27 @@ def _as_text(data: bytes) -> str | None:
 _KNOWN_TYPES = frozenset(EVENT_TYPES)
 
 
-async def subscribe_all(
-    broker: Broker, consumers: list[tuple[ConsumerSpec, EventConsumer]]
+async def subscribe_consumers(
+    broker: Broker,
+    specs: list[ConsumerSpec],
+    handlers: Mapping[str, EventHandler],
+    processed: ProcessedEvents,
+    metrics: ServiceMetrics,
+    clock: Clock,
 ) -> list[Subscription]:
-    return [await broker.subscribe(spec, consumer) for spec, consumer in consumers]
+    """One EventConsumer per spec, all dispatching to `handlers`."""
+    return [
+        await broker.subscribe(
+            spec,
+            EventConsumer(
+                name=spec.name,
+                handlers=handlers,
+                broker=broker,
+                processed=processed,
+                metrics=metrics,
+                clock=clock,
+                max_deliver=spec.max_deliver,
+            ),
+        )
+        for spec in specs
+    ]
