@@ -22,7 +22,6 @@ from entrypoints.consumers import EventConsumer
 from tests.integration.nats_support import (
     Brokers,
     eventually,
-    eventually_async,
     jetstream_admin,
     stored_count,
 )
@@ -103,56 +102,3 @@ async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_next_on
         "events_processed_total", {"type": "unknown", "outcome": "dead_letter"}
     )
     assert dead == 1
-
-
-async def test_fuzzed_poison_on_real_jetstream_is_dead_lettered_and_valid_events_still_apply(
-    brokers: Brokers,
-) -> None:
-    """Hypothesis-mutated envelopes (tests/unit/test_fuzz_events.py) through real NATS."""
-    from hypothesis import HealthCheck, Phase, find, settings
-    from hypothesis import strategies as st
-
-    from adapters.wire.event_json import decode
-    from tests.unit.test_fuzz_events import handled_envelopes, poison
-
-    no_shrinking = settings(
-        database=None, max_examples=500, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
-    )
-    batch = find(
-        st.lists(poison(), min_size=25, max_size=25),
-        lambda drawn: len({p.mutation for p in drawn}) >= 5,
-        settings=no_shrinking,
-    )
-    valid = find(handled_envelopes(), lambda e: e.type == PRODUCT_UPDATED, settings=no_shrinking)
-    broker = await brokers.new()
-    applied: list[Envelope] = []
-
-    async def apply(envelope: Envelope) -> None:
-        applied.append(envelope)
-
-    clock = SystemClock()
-    subjects = tuple(sorted({p.subject for p in batch} | {PRODUCT_UPDATED}))
-    spec = ConsumerSpec(name="fuzz", subjects=subjects, concurrency=4)
-    consumer = EventConsumer(
-        name=spec.name,
-        handlers=dict.fromkeys(subjects, apply),
-        broker=broker,
-        processed=InMemoryProcessedEvents(clock=clock, ttl_s=3600),
-        metrics=ServiceMetrics(),
-        clock=clock,
-        max_deliver=spec.max_deliver,
-    )
-    await broker.subscribe(spec, consumer)
-    for number, bad in enumerate(batch):
-        await broker.publish(bad.subject, bad.data, f"poison-{number}")
-    await broker.publish(PRODUCT_UPDATED, encode(valid), valid.id)
-
-    await eventually(lambda: bool(applied), within=15, what="the valid event applied after the poison")
-    distinct = len({(p.subject, p.data) for p in batch})
-
-    async def all_dead_lettered() -> bool:
-        return await stored_count(brokers.url, DEAD_LETTERS) >= distinct
-
-    await eventually_async(all_dead_lettered, within=15, what="every distinct poison dead-lettered")
-    assert await stored_count(brokers.url, DEAD_LETTERS) == distinct
-    assert applied == [decode(encode(valid))]
