@@ -1,7 +1,7 @@
 """The HTTP baseline: an aiohttp JSON hello world, `python -m bench.hello --port P`.
 
 It answers every path and method: reads the JSON body when there is one and answers a small
-JSON document with 201, through the same default asyncio loop and aiohttp server as the
+JSON document with 201, through the same event loop (uvloop where installed) and aiohttp server as the
 services (no access log, as `order-service serve` runs).
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 
 from aiohttp import web
+
+from entrypoints import event_loop
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -25,7 +27,9 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", hello)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
+    factory = event_loop.loop_factory()
+    loop = factory() if factory is not None else None
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, loop=loop)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import NoReturn
 from aiohttp import web
 
 from adapters.memory.broker import InMemoryBroker
+from entrypoints import event_loop
 from entrypoints.apps import (
     build_order_container,
     build_product_container,
@@ -135,7 +136,7 @@ def order_service_main(argv: Sequence[str] | None = None) -> None:
     settings = _settings("order-service", args)
     configure_logging(settings.log_level, settings.log_format, "order-service", settings.instance_id)
     if not args.embedded:
-        asyncio.run(
+        event_loop.run(
             _serve(
                 [
                     (
@@ -164,7 +165,7 @@ def order_service_main(argv: Sequence[str] | None = None) -> None:
 
     product_app.on_startup.append(seed)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
+        event_loop.run(
             _serve(
                 [
                     (product_app, settings.product_service_host, settings.product_service_port),
@@ -180,7 +181,7 @@ def product_service_main(argv: Sequence[str] | None = None) -> None:
     settings = _settings("product-service", args)
     configure_logging(settings.log_level, settings.log_format, "product-service", settings.instance_id)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
+        event_loop.run(
             _serve(
                 [
                     (
