@@ -76,7 +76,7 @@ class Catalog:
             version=1,
             updated_at=self.clock.now(),
         )
-        event = self.envelopes.wrap(ProductCreated(product.id, product))
+        event = self.envelopes.wrap(ProductCreated(product.id, product), at=product.updated_at)
         if not await self.store.create(product, [event]):
             raise ProductAlreadyExists(product.id)
         return product
@@ -87,7 +87,7 @@ class Catalog:
             after, events = change_product(before, patch, self.clock.now())
             if not events:
                 return before
-            outbox = [self.envelopes.wrap(e, correlation_id=product_id) for e in events]
+            outbox = [self.envelopes.wrap(e, correlation_id=product_id, at=after.updated_at) for e in events]
             result = await self.store.commit([ProductChange(before, after)], outbox)
             if result is CommitResult.COMMITTED:
                 return after
@@ -117,7 +117,10 @@ class Catalog:
                 after, events = reserve_stock(before, quantity, self.clock.now())
                 if events:
                     changes.append(ProductChange(before, after))
-                    outbox += [self.envelopes.wrap(e, correlation_id=order.order_id) for e in events]
+                    outbox += [
+                        self.envelopes.wrap(e, correlation_id=order.order_id, at=after.updated_at)
+                        for e in events
+                    ]
             result = await self.store.commit(changes, outbox, reservation_for=order.order_id)
             if result is not CommitResult.CONFLICT:
                 return result is CommitResult.COMMITTED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import attrs
 
 from application.ports import Clock, IdGenerator
@@ -16,14 +18,17 @@ class EnvelopeFactory:
     clock: Clock
     ids: IdGenerator
 
-    def wrap(self, data: EventData, correlation_id: str | None = None) -> Envelope:
+    def wrap(
+        self, data: EventData, correlation_id: str | None = None, at: datetime | None = None
+    ) -> Envelope:
+        """`at`: when what the event tells happened (a product change: its `updatedAt`); default now."""
         event_id = self.ids.new_id()
         return Envelope(
             id=event_id,
             type=event_type_of(data),
             source=self.source,
             data_version=DATA_VERSION,
-            timestamp=self.clock.now(),
+            timestamp=at if at is not None else self.clock.now(),
             correlation_id=correlation_id or event_id,
             data=data,
         )

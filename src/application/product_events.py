@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 import attrs
 
 from application.flagging import OrderFlagger
 from application.ports import ProductCache
 from application.pricing_validation import RevalidateOnPriceChange
+from application.snapshot_requests import AskForSnapshot
 from domain.events import AvailabilityChanged, PriceChanged, ProductDiscontinued
 from domain.orders import OrderFlag
 from domain.products import Product, ProductStatus
@@ -22,6 +24,7 @@ class ProductEventReactions:
     cache: ProductCache
     flagger: OrderFlagger
     revalidate: RevalidateOnPriceChange
+    ask_for_snapshot: AskForSnapshot
 
     async def snapshot_arrived(self, product: Product) -> None:
         """product.created / product.updated / *_details_provided: newest version wins."""
@@ -58,12 +61,32 @@ class ProductEventReactions:
             return  # a newer version is known: it says whether the product is still discontinued
         await self.flagger.flag_orders_holding(event.product_id, OrderFlag.DISCONTINUED_PRODUCT)
 
-    async def availability_changed(self, event: AvailabilityChanged) -> None:
-        await self._patch_cached(
-            event.product_id,
-            event.version,
-            lambda p: attrs.evolve(p, quantity_available=event.quantity_available, version=event.version),
+    async def availability_changed(self, event: AvailabilityChanged, changed_at: datetime) -> None:
+        """Patch the stock; `changed_at` (the event's timestamp) is the product's new `updatedAt`.
+
+        A stock reservation is told by this event alone (no `product.updated` follows), so when
+        the cache is more than one version behind it, the whole snapshot is asked for: without
+        it the cache would keep the old stock until the product next changes.
+        """
+        cached = (await self.cache.get_many([event.product_id])).get(event.product_id)
+        if cached is None or cached.version >= event.version:
+            return
+        if cached.version < event.version - 1:
+            log.info(
+                "product %s cached at version %s, event at %s: asking for the snapshot",
+                event.product_id,
+                cached.version,
+                event.version,
+            )
+            await self.ask_for_snapshot(event.product_id)
+            return
+        patched = attrs.evolve(
+            cached,
+            quantity_available=event.quantity_available,
+            version=event.version,
+            updated_at=changed_at,
         )
+        await self.cache.put(patched, partial=True)
 
     async def _patch_cached(
         self, product_id: str, version: int, change: Callable[[Product], Product]

@@ -56,6 +56,12 @@ def describe_change(before: Product, after: Product) -> list[EventData]:
 
 
 def reserve_stock(product: Product, quantity: int, now: datetime) -> tuple[Product, list[EventData]]:
-    """Take `quantity` out of stock (never below zero), describing the change as events."""
+    """Take `quantity` out of stock (never below zero); the change is told by availability_changed.
+
+    A reservation changes the stock and nothing else, so its one event (INTERFACE §5) says all
+    of it: consumers patch the snapshot they hold, stamped with the event's timestamp, instead
+    of being sent the whole product again for every order.
+    """
     remaining = max(product.quantity_available - quantity, 0)
-    return change_product(product, ProductPatch(quantity_available=remaining), now)
+    after, events = change_product(product, ProductPatch(quantity_available=remaining), now)
+    return after, [event for event in events if isinstance(event, AvailabilityChanged)]

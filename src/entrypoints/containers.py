@@ -40,6 +40,7 @@ from application.product_events import ProductEventReactions
 from application.product_fetching import ProductFetcher
 from application.refresh import RefreshActiveProducts
 from application.request_reply import PendingReplies, RefreshProductNow
+from application.snapshot_requests import AskForSnapshot
 from domain.events import PRODUCT_BATCH_DETAILS_PROVIDED, PRODUCT_DETAILS_PROVIDED
 from domain.pricing import PricingThresholds
 from entrypoints.settings import Settings
@@ -189,8 +190,21 @@ class OrderService(containers.DeclarativeContainer):
         flagger=flagger,
         thresholds=pricing_thresholds,
     )
+    ask_for_snapshot = providers.Singleton(
+        AskForSnapshot,
+        publisher=publisher,
+        envelopes=envelopes,
+        ids=core.ids,
+        reply_subject=providers.Callable(
+            lambda s: reply_subject(PRODUCT_DETAILS_PROVIDED, s.instance_id), settings
+        ),
+    )
     reactions = providers.Singleton(
-        ProductEventReactions, cache=cache, flagger=flagger, revalidate=revalidate
+        ProductEventReactions,
+        cache=cache,
+        flagger=flagger,
+        revalidate=revalidate,
+        ask_for_snapshot=ask_for_snapshot,
     )
     pending = providers.Singleton(PendingReplies)
     refresh_product = providers.Singleton(

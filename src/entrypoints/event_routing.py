@@ -70,7 +70,7 @@ def order_service_handlers(
         await reactions.discontinued(data_of(envelope, ProductDiscontinued))
 
     async def availability_changed(envelope: Envelope) -> None:
-        await reactions.availability_changed(data_of(envelope, AvailabilityChanged))
+        await reactions.availability_changed(data_of(envelope, AvailabilityChanged), envelope.timestamp)
 
     async def details_provided(envelope: Envelope) -> None:
         data = data_of(envelope, ProductDetailsProvided)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -186,7 +187,23 @@ async def test_reserve_for_order_takes_the_stock_exactly_once(product_side: Prod
     assert await product_side.catalog.reserve_for_order(event)
     assert not await product_side.catalog.reserve_for_order(event)
     assert await stock(product_side) == 7
-    assert await types_in_outbox(product_side) == [PRODUCT_UPDATED, PRODUCT_AVAILABILITY_CHANGED]
+    assert await types_in_outbox(product_side) == [PRODUCT_AVAILABILITY_CHANGED]
+
+
+async def test_a_reservation_is_told_by_availability_changed_stamped_with_the_change_time(
+    product_side: ProductSide,
+) -> None:
+    await product_side.catalog.create(chair())
+    await drain(product_side)
+    product_side.clock.advance(42)
+
+    await product_side.catalog.reserve_for_order(order_created("order-1", (CHAIR, 2)))
+
+    [told] = await product_side.outbox.pending(100)
+    reserved = await product_side.catalog.get(CHAIR)
+    assert told.data == AvailabilityChanged(CHAIR, True, 10, reserved.version)
+    assert told.timestamp == reserved.updated_at == START + timedelta(seconds=42)
+    assert told.correlation_id == "order-1"
 
 
 async def test_reservations_of_two_orders_both_apply(product_side: ProductSide) -> None:

@@ -131,7 +131,9 @@ class Rig:
         self.published = 0
 
     async def __aenter__(self) -> Rig:
-        spec = ConsumerSpec(name="order-service", subjects=("product.>",), max_deliver=MAX_DELIVER)
+        # the handled subjects only (not product.>: the handlers themselves publish
+        # product.details_requested when the cache is too far behind a stock change)
+        spec = ConsumerSpec(name="order-service", subjects=tuple(sorted(HANDLED)), max_deliver=MAX_DELIVER)
         await self.broker.subscribe(spec, self._handle)
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,12 +12,21 @@ from hypothesis import strategies as st
 
 from application.create_order import CreateOrder
 from domain.errors import StoreUnavailable
-from domain.events import AvailabilityChanged, PriceChanged, ProductDiscontinued
+from domain.events import (
+    PRODUCT_DETAILS_REQUESTED,
+    AvailabilityChanged,
+    PriceChanged,
+    ProductDetailsRequested,
+    ProductDiscontinued,
+)
 from domain.orders import Order, OrderFlag, OrderLine
 from domain.products import Product, ProductStatus
 
 from .builders import CHAIR, DESK, a_product, newer
-from .wiring import OrderSide, build_order_side
+from .fakes import START
+from .wiring import REPLY_SUBJECT, OrderSide, build_order_side
+
+LATER = START + timedelta(minutes=5)
 
 
 async def cached(side: OrderSide, product_id: str = CHAIR) -> Product | None:
@@ -91,28 +101,52 @@ async def test_partial_events_apply_only_on_top_of_the_version_before(order_side
     await order_side.cache.put(v1)
     skipped = PriceChanged(CHAIR, Decimal("100.00"), Decimal("80.00"), Decimal("100.00"), 3)
     await order_side.reactions.price_changed(skipped)
-    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 1, 3))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 1, 3), LATER)
     await order_side.reactions.discontinued(ProductDiscontinued(CHAIR, 3))
     assert await cached(order_side) == v1
 
 
 async def test_partial_events_do_not_create_cache_entries(order_side: OrderSide) -> None:
-    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, False, 0, 2))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, False, 0, 2), LATER)
     assert await cached(order_side) is None
 
 
 async def test_availability_change_updates_the_cached_quantity(order_side: OrderSide) -> None:
     await order_side.cache.put(a_product(CHAIR, quantity_available=12))
-    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 2))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 2), LATER)
     now = await cached(order_side)
     assert now is not None
-    assert (now.version, now.quantity_available) == (2, 3)
+    assert (now.version, now.quantity_available, now.updated_at) == (2, 3, LATER)
+    assert order_side.publisher.published == [], "the patch was enough: nothing asked"
+
+
+async def test_a_stock_change_too_far_ahead_of_the_cache_asks_for_the_whole_snapshot(
+    order_side: OrderSide,
+) -> None:
+    v1 = a_product(CHAIR, quantity_available=12)
+    await order_side.cache.put(v1)
+
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 3), LATER)
+
+    assert await cached(order_side) == v1, "version 2 is unknown: patching v1 would stamp it v3"
+    [asked] = order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED)
+    assert isinstance(asked.data, ProductDetailsRequested)
+    assert (asked.data.product_id, asked.data.callback_event) == (CHAIR, REPLY_SUBJECT)
+    assert asked.correlation_id == asked.data.request_id
+
+
+async def test_an_uncached_or_older_stock_change_asks_for_nothing(order_side: OrderSide) -> None:
+    await order_side.reactions.availability_changed(AvailabilityChanged(DESK, True, 3, 7), LATER)
+    await order_side.cache.put(a_product(CHAIR, version=5))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 4), LATER)
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 5), LATER)
+    assert order_side.publisher.published == []
 
 
 async def test_an_older_partial_event_is_ignored(order_side: OrderSide) -> None:
     v3 = a_product(CHAIR, version=3, quantity_available=7)
     await order_side.cache.put(v3)
-    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 99, 2))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 99, 2), LATER)
     assert await cached(order_side) == v3
 
 
@@ -249,9 +283,9 @@ async def test_a_partial_patch_yields_to_the_whole_snapshot_of_its_version(order
     await order_side.reactions.snapshot_arrived(v1)
     whole_v2 = newer(v1, quantity_available=3, name="Renamed in the same change")
     await order_side.reactions.availability_changed(
-        AvailabilityChanged(CHAIR, available=True, quantity_available=3, version=2)
+        AvailabilityChanged(CHAIR, available=True, quantity_available=3, version=2), LATER
     )
-    assert (await cached(order_side)) == newer(v1, quantity_available=3)
+    assert (await cached(order_side)) == newer(v1, quantity_available=3, updated_at=LATER)
 
     await order_side.reactions.snapshot_arrived(whole_v2)
 

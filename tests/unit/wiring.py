@@ -21,6 +21,7 @@ from application.product_events import ProductEventReactions
 from application.product_fetching import ProductFetcher
 from application.refresh import RefreshActiveProducts
 from application.request_reply import PendingReplies, RefreshProductNow
+from application.snapshot_requests import AskForSnapshot
 from domain.events import PRODUCT_DETAILS_PROVIDED
 from domain.pricing import PricingThresholds
 
@@ -110,7 +111,14 @@ def build_order_side(
             orders=orders, fetcher=fetcher, flagger=flagger, thresholds=thresholds
         ),
         revalidate=revalidate,
-        reactions=ProductEventReactions(cache=cache, flagger=flagger, revalidate=revalidate),
+        reactions=ProductEventReactions(
+            cache=cache,
+            flagger=flagger,
+            revalidate=revalidate,
+            ask_for_snapshot=AskForSnapshot(
+                publisher=publisher, envelopes=envelopes, ids=ids, reply_subject=REPLY_SUBJECT
+            ),
+        ),
         pending=pending,
         refresh_product=RefreshProductNow(
             pending=pending,
