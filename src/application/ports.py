@@ -52,6 +52,10 @@ class ProductCache(Protocol):
         """
         ...
 
+    async def put_many(self, products: Sequence[Product]) -> None:
+        """`put` of each whole snapshot, in one round trip where the store allows."""
+        ...
+
     async def active_ids(self) -> list[str]: ...
 
 

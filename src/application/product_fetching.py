@@ -69,13 +69,18 @@ class ProductFetcher:
         now = self.clock.monotonic()
         if len(self._remembered) > REMEMBERED_MAX:
             self._remembered.clear()
+        fresh = []
         for product in products:
             seen = self._remembered.get(product.id)
             if seen is not None and seen[0] >= product.version and now - seen[1] < REMEMBER_WINDOW_S:
                 continue
-            try:
-                await self.cache.put(product)
-            except CacheUnavailable as error:
-                log.warning("product cache unavailable, update skipped: %s", error.message)
-                return
+            fresh.append(product)
+        if not fresh:
+            return
+        try:
+            await self.cache.put_many(fresh)
+        except CacheUnavailable as error:
+            log.warning("product cache unavailable, update skipped: %s", error.message)
+            return
+        for product in fresh:
             self._remembered[product.id] = (product.version, now)

@@ -113,6 +113,39 @@ async def test_a_partial_entry_yields_to_the_whole_snapshot_of_its_version_only(
     assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
 
+async def test_put_many_stores_each_snapshot_by_the_same_rules_as_put(backend: Backend) -> None:
+    cache = backend.cache(60)
+    chair_v2 = newer(a_product("chair"), current_price=Decimal("12.34"))
+    desk = a_product("desk", status=ProductStatus.DISCONTINUED)
+    await cache.put(chair_v2)
+
+    await cache.put_many([a_product("chair"), desk, a_product("lamp")])
+    await cache.put_many([])
+
+    assert await cache.get_many(["chair", "desk", "lamp"]) == {
+        "chair": chair_v2,
+        "desk": desk,
+        "lamp": a_product("lamp"),
+    }
+    assert sorted(await cache.active_ids()) == ["chair", "lamp"]
+
+
+async def test_a_cached_entry_read_again_after_a_change_is_the_change(backend: Backend) -> None:
+    """The Redis adapter reuses the snapshot it decoded last for the same stored text only."""
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    await cache.put(v1)
+    assert await cache.get_many(["p-1"]) == {"p-1": v1}
+    assert await cache.get_many(["p-1"]) == {"p-1": v1}
+
+    v2 = newer(v1, quantity_available=3)
+    await cache.put(v2, partial=True)
+    assert await cache.get_many(["p-1"]) == {"p-1": v2}
+    v2_whole = newer(v1, quantity_available=3, name="whole")
+    await cache.put(v2_whole)
+    assert await cache.get_many(["p-1"]) == {"p-1": v2_whole}
+
+
 async def test_active_ids_follow_the_latest_cached_status(backend: Backend) -> None:
     cache = backend.cache(60)
     chair = a_product("chair")

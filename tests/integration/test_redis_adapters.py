@@ -184,6 +184,15 @@ async def test_the_script_cache_is_refilled_after_script_flush(client: RedisClie
     assert await cache.put(newer(a_product("p-1"))) is True
 
 
+async def test_a_pipelined_put_many_refills_the_script_cache_after_script_flush(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    await client.redis.script_flush()
+
+    await cache.put_many([a_product("p-1"), a_product("p-2")])
+
+    assert await cache.get_many(["p-1", "p-2"]) == {"p-1": a_product("p-1"), "p-2": a_product("p-2")}
+
+
 async def test_settings_pick_the_storage_and_nothing_connects_before_use() -> None:
     unreachable = f"redis://127.0.0.1:{free_port()}/0"
 

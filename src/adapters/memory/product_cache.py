@@ -37,6 +37,11 @@ class InMemoryProductCache:
         found = {pid: self._live(pid) for pid in product_ids}
         return {pid: p for pid, p in found.items() if p is not None}
 
+    async def put_many(self, products: Sequence[Product]) -> None:
+        self.outage.check()
+        for product in products:
+            await self.put(product)
+
     async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()
         entry = self._live_entry(product.id)

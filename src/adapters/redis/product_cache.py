@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from adapters.redis.client import LuaScript, RedisClient, translated
+from adapters.redis.client import LuaScript, RedisClient, text, translated
 from adapters.redis.keys import Keyspace
 from adapters.wire.converter import dumps, loads
 from adapters.wire.http_json import RESPONSES, product_to_wire
@@ -53,12 +53,36 @@ return live
 be lost from the index between the check and the removal."""
 
 
+class DecodedSnapshots:
+    """The last snapshot decoded per product id, with the exact text it came from.
+
+    Reading a hot product again mostly returns the same stored text; decoding it (JSON, then
+    the strict converter) again would build an equal Product, which is immutable, so the one
+    built last time is handed out. Any other text is decoded afresh.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._by_id: dict[str, tuple[str, Product]] = {}
+
+    def decode(self, product_id: str, text: str) -> Product:
+        seen = self._by_id.get(product_id)
+        if seen is not None and seen[0] == text:
+            return seen[1]
+        product = RESPONSES.structure(loads(text), Product)
+        if seen is None and len(self._by_id) >= self.limit:
+            del self._by_id[next(iter(self._by_id))]  # the oldest entry
+        self._by_id[product_id] = (text, product)
+        return product
+
+
 class RedisProductCache:
     def __init__(self, client: RedisClient, keys: Keyspace, ttl_s: float) -> None:
         self.client = client
         self.keys = keys
         self.ttl_ms = max(int(ttl_s * 1000), 1)
         self._unavailable = "The product cache is unavailable"
+        self._decoded = DecodedSnapshots()
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
         ids = list(dict.fromkeys(product_ids))
@@ -71,12 +95,24 @@ class RedisProductCache:
             if value is None:
                 continue
             try:
-                found[product_id] = RESPONSES.structure(loads(value), Product)
+                found[product_id] = self._decoded.decode(product_id, text(value))
             except Exception as error:  # an unreadable entry is a miss, and the next put replaces it
                 log.warning("cached product %s unreadable: %s", product_id, error)
         return found
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
+        keys, args = self._put_call(product, partial)
+        with translated(CacheUnavailable, self._unavailable):
+            return bool(await self.client.run(_PUT, keys, args))
+
+    async def put_many(self, products: Sequence[Product]) -> None:
+        if not products:
+            return
+        calls = [self._put_call(product, partial=False) for product in products]
+        with translated(CacheUnavailable, self._unavailable):
+            await self.client.run_many(_PUT, calls)
+
+    def _put_call(self, product: Product, partial: bool) -> tuple[list[str], list[str | int]]:
         wire = product_to_wire(product)
         if partial:
             wire["partial"] = True  # read back by the script only; the converter ignores it
@@ -88,9 +124,7 @@ class RedisProductCache:
             product.id,
             "1" if partial else "0",
         ]
-        keys = [self.keys.cached_product(product.id), self.keys.active_products]
-        with translated(CacheUnavailable, self._unavailable):
-            return bool(await self.client.run(_PUT, keys, args))
+        return [self.keys.cached_product(product.id), self.keys.active_products], args
 
     async def active_ids(self) -> list[str]:
         with translated(CacheUnavailable, self._unavailable):
