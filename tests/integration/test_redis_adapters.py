@@ -121,7 +121,7 @@ async def test_every_key_is_namespaced_by_its_service(client: RedisClient) -> No
         "order-service:outbox:entries",
         "order-service:outbox:queue",
         "order-service:outbox:seq",
-        "order-service:product-cache:active",
+        "order-service:product-cache:active-by-expiry",
         "product-service:lock:relay",
         "product-service:outbox:entries",
         "product-service:outbox:queue",

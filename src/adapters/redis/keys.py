@@ -30,8 +30,10 @@ class Keyspace:
 
     @property
     def active_products(self) -> str:
-        """SET of cached product ids whose cached status is ACTIVE (pruned lazily on expiry)."""
-        return self.key("product-cache", "active")
+        """ZSET of cached product ids whose cached status is ACTIVE, scored by when the entry
+        expires (epoch ms, the server's clock); pruned when listed. (Not the SET `active` of
+        earlier releases: a new name, so an old deployment's key is never read with ZSET calls.)"""
+        return self.key("product-cache", "active-by-expiry")
 
     # orders
     def order(self, order_id: str) -> str:

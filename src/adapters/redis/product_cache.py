@@ -28,29 +28,27 @@ if current then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if ARGV[4] == '1' then
-  redis.call('SADD', KEYS[2], ARGV[5])
+  local now = redis.call('TIME')
+  local expires_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[2], expires_ms, ARGV[5])
 else
-  redis.call('SREM', KEYS[2], ARGV[5])
+  redis.call('ZREM', KEYS[2], ARGV[5])
 end
 return 1
 """)
 """KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
 partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
-An unreadable entry is overwritten rather than blocking every newer version until it expires."""
+An unreadable entry is overwritten rather than blocking every newer version until it expires.
+The active index is a sorted set scored by when each entry expires (the server's clock), so
+listing the live ones needs no look at every product key."""
 
 _ACTIVE_IDS = LuaScript("""
-local live = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. id) == 1 then
-    table.insert(live, id)
-  else
-    redis.call('SREM', KEYS[1], id)
-  end
-end
-return live
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """)
-"""Members whose product key expired are pruned in the same step, so a concurrent put cannot
-be lost from the index between the check and the removal."""
+"""Members whose entry has expired are pruned in the same step as the listing."""
 
 
 class DecodedSnapshots:
@@ -128,7 +126,5 @@ class RedisProductCache:
 
     async def active_ids(self) -> list[str]:
         with translated(CacheUnavailable, self._unavailable):
-            live: list[str] = await self.client.run(
-                _ACTIVE_IDS, [self.keys.active_products], [self.keys.cached_product("")]
-            )
+            live: list[str] = await self.client.run(_ACTIVE_IDS, [self.keys.active_products], [])
         return live
