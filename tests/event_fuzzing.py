@@ -6,7 +6,9 @@ tests/integration/test_fuzz_events_on_jetstream.py to the real consumers on real
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -34,6 +36,7 @@ from domain.events import (
 from domain.products import Product
 from entrypoints import Settings
 from entrypoints.apps import build_order_container
+from entrypoints.consumers import MAX_LETTER_PAYLOAD_BYTES
 from entrypoints.event_routing import order_service_handlers
 from tests.unit.strategies import ids, money, products, quantities, timestamps, versions
 
@@ -302,3 +305,14 @@ async def expected_cache(batch: Sequence[Valid | Poison]) -> dict[str, Product]:
             touched |= product_ids_of(message.envelope)
             await handlers[message.envelope.type](message.envelope)
     return await reference.cache().get_many(sorted(touched))
+
+
+def letter_holds(letter: dict[str, Any], data: bytes) -> bool:
+    """Whether a dead letter is the one of `data`: its copy (the first 64 KiB at most), size and hash."""
+    kept = data[:MAX_LETTER_PAYLOAD_BYTES]
+    return (
+        base64.b64decode(letter["payloadBase64"]) == kept
+        and letter["payloadBytes"] == len(data)
+        and letter["payloadSha256"] == hashlib.sha256(data).hexdigest()
+        and letter["payloadTruncated"] is (len(kept) < len(data))
+    )

@@ -7,7 +7,6 @@ in tests/integration/test_fuzz_events_on_jetstream.py.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 from collections import Counter
@@ -31,6 +30,7 @@ from tests.event_fuzzing import (
     Valid,
     expected_cache,
     fuzz_settings,
+    letter_holds,
     messages,
     poison,
     product_ids_of,
@@ -183,7 +183,7 @@ async def feed(batch: list[Valid | Poison]) -> None:
                 [letter] = [
                     letter
                     for letter in rig.dead_letters(message.subject)
-                    if base64.b64decode(letter["payloadBase64"]) == message.data
+                    if letter_holds(letter, message.data)
                 ]
                 assert letter["subject"] == message.subject
                 assert letter["reason"], message.mutation
