@@ -9,6 +9,7 @@ reason and the original payload, and the consumer goes on.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +30,12 @@ EventHandler = Callable[[Envelope], Awaitable[None]]
 
 RETRY_BASE_S = 0.5
 RETRY_MAX_S = 30.0
+MAX_LETTER_PAYLOAD_BYTES = 64 * 1024
+"""A dead letter copies at most this much of the payload, as text and as base64: the bus refuses a
+message over its max_payload (NATS: 1 MiB by default), and a letter that cannot be stored would
+leave the message retried, then dropped. The whole message stays in its stream until max_age."""
+MAX_REASON_CHARS = 1000
+"""A reason may quote the offending value (a type of a megabyte); letters and logs keep its start."""
 
 
 def retry_delay(attempt: int) -> float:
@@ -106,14 +113,19 @@ class EventConsumer:
 
     async def _dead_letter(self, delivery: Delivery, reason: str, event_type: str) -> None:
         subject = f"deadletter.{delivery.subject}"
+        reason = _shortened(reason)
+        kept = delivery.data[:MAX_LETTER_PAYLOAD_BYTES]
         letter = {
             "reason": reason,
             "subject": delivery.subject,
             "consumer": self.name,
             "attempts": delivery.attempt,
             "failedAt": format_timestamp(self.clock.now()),
-            "payload": _as_text(delivery.data),
-            "payloadBase64": base64.b64encode(delivery.data).decode("ascii"),
+            "payload": _as_text(delivery.data, kept),
+            "payloadBase64": base64.b64encode(kept).decode("ascii"),
+            "payloadBytes": len(delivery.data),
+            "payloadSha256": hashlib.sha256(delivery.data).hexdigest(),
+            "payloadTruncated": len(kept) < len(delivery.data),
         }
         # the subject too: the same bytes arriving on two subjects are two dead letters, not one
         msg_id = hashlib.sha256(f"{self.name}\0{delivery.subject}\0".encode() + delivery.data).hexdigest()
@@ -133,11 +145,17 @@ class EventConsumer:
         self.metrics.events_processed.labels(type=known, outcome=outcome).inc()
 
 
-def _as_text(data: bytes) -> str | None:
+def _as_text(data: bytes, kept: bytes) -> str | None:
+    """`kept`, the start of `data`, as text (less a character cut at its end); None if `data` is not UTF-8."""
     try:
-        return data.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    return codecs.getincrementaldecoder("utf-8")().decode(kept, final=False)
+
+
+def _shortened(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_CHARS else f"{reason[:MAX_REASON_CHARS]}..."
 
 
 _KNOWN_TYPES = frozenset(EVENT_TYPES)

@@ -7,10 +7,12 @@ import re
 import time
 from collections.abc import AsyncIterator
 
+import nats
 import pytest
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 
 from adapters.broker import DEAD_LETTERS, ORDER_EVENTS, PRODUCT_EVENTS, ConsumerSpec, Delivery
+from adapters.nats.broker import MSG_ID_HEADER, headers_size
 from adapters.nats.consuming import consumer_name
 from domain.errors import EventBusUnavailable
 from tests.integration.nats_support import Brokers, Recorder, eventually, jetstream_admin, stored_count
@@ -251,3 +253,30 @@ async def test_stop_and_close_return_promptly_right_after_a_fetch_timeout(broker
     await subscription.stop()
     await broker.close()
     assert time.monotonic() - began < 2.0
+
+
+async def test_a_message_within_max_payload_but_over_it_with_its_headers_is_refused_and_the_bus_stays_up(
+    brokers: Brokers,
+) -> None:
+    # The server counts the headers (Nats-Msg-Id) into max_payload and drops a client that sends
+    # more; nats-py checks the payload alone, and may even take the server's -ERR as final.
+    broker = await brokers.new()
+    admin = await nats.connect(brokers.url, allow_reconnect=False)
+    max_payload = admin.max_payload  # what the server announces: 1 MiB unless configured
+    await admin.close()
+    subscription = await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.created",)), Recorder())
+    connection = broker.connection.generation
+    fits = max_payload - headers_size({MSG_ID_HEADER: "fits-1"})
+
+    began = time.monotonic()
+    with pytest.raises(EventBusUnavailable, match="max_payload"):
+        await broker.publish("product.created", b"x" * (fits + 1), "over-1")
+    assert time.monotonic() - began < 1.0  # refused here, not a publish timeout
+    await broker.publish("product.created", b"x" * fits, "fits-1")
+
+    await asyncio.sleep(0.2)
+    assert broker.connection.is_connected
+    assert broker.connection.generation == connection, "the connection was dropped"
+    await broker.publish("product.created", b"{}", "small")
+    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 2
+    await subscription.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -154,11 +155,42 @@ async def test_poison_goes_to_the_dead_letter_subject_and_the_consumer_goes_on(
     assert reason in letter["reason"]
     assert letter["subject"] == PRODUCT_CREATED
     assert letter["attempts"] == 1
-    assert base64.b64decode(letter["payloadBase64"]) == payload
-    assert letter["payload"] == (payload.decode() if payload.isascii() else None)
+    kept = payload[: consumers.MAX_LETTER_PAYLOAD_BYTES]  # nested-too-deep is 100 KB: its first 64 KiB
+    assert base64.b64decode(letter["payloadBase64"]) == kept
+    assert letter["payload"] == (kept.decode() if payload.isascii() else None)
+    assert letter["payloadTruncated"] is (kept != payload)
+    assert letter["payloadBytes"] == len(payload)
     assert rig.processed("unknown", "dead_letter") == 1
     await rig.publish(PRODUCT_CREATED, encode(created()))
     await eventually(rig.cached)
+
+
+BUS_MAX_PAYLOAD = 1024 * 1024
+"""NATS's default max_payload: the server refuses a larger message (headers included)."""
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b'{"type": "' + b"\x01" * 1_000_000 + b'"}', id="control-characters"),
+        pytest.param(b"\xff" * 1_000_000, id="not-utf8"),
+        pytest.param(raw_created(type="x" * 1_000_000), id="huge-type-in-the-reason"),
+    ],
+)
+async def test_a_dead_letter_fits_on_the_bus_however_large_the_poison(rig: Rig, payload: bytes) -> None:
+    await rig.publish(PRODUCT_CREATED, payload)
+    await eventually(lambda: len(rig.broker.on_subject(f"deadletter.{PRODUCT_CREATED}")) == 1)
+    [stored] = rig.broker.on_subject(f"deadletter.{PRODUCT_CREATED}")
+    assert len(stored.data) < BUS_MAX_PAYLOAD // 2
+    letter = json.loads(stored.data)
+    kept = consumers.MAX_LETTER_PAYLOAD_BYTES
+    assert letter["payloadTruncated"] is True
+    assert letter["payloadBytes"] == len(payload)
+    assert letter["payloadSha256"] == hashlib.sha256(payload).hexdigest()
+    assert base64.b64decode(letter["payloadBase64"]) == payload[:kept]
+    assert letter["payload"] == (payload[:kept].decode() if payload.isascii() else None)
+    assert letter["reason"]
+    assert rig.processed("unknown", "dead_letter") == 1
 
 
 async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig) -> None:

@@ -107,4 +107,20 @@ class JetStreamBroker:
 
     async def _publish_once(self, subject: str, data: bytes, msg_id: str) -> PubAck:
         js = self._connection.jetstream()  # fails at once while disconnected: nothing is buffered
-        return await js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={MSG_ID_HEADER: msg_id})
+        headers = {MSG_ID_HEADER: msg_id}
+        size = len(data) + headers_size(headers)
+        if size > self._connection.max_payload:
+            # nats-py checks the payload alone; the server counts the headers too and drops the
+            # connection of a client that sends more (nats-py may then close it for good)
+            raise EventBusUnavailable(
+                f"could not publish {subject}: {size} bytes with headers, over the server's "
+                f"max_payload of {self._connection.max_payload}"
+            )
+        return await js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers=headers)
+
+
+def headers_size(headers: dict[str, str]) -> int:
+    """The bytes `headers` add to a message (`NATS/1.0`, one `key: value` line each, a blank line)."""
+    return len(b"NATS/1.0\r\n\r\n") + sum(
+        len(f"{key}: {value}\r\n".encode()) for key, value in headers.items()
+    )

@@ -28,6 +28,7 @@ RECONNECT_WAIT_S = 1
 PING_INTERVAL_S = 20
 API_TIMEOUT_S = 2.0
 STREAMS_RETRY_MAX_S = 10.0
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 def servers_of(urls: str) -> list[str]:
@@ -88,6 +89,11 @@ class NatsConnection:
         with contextlib.suppress(*NATS_FAILURES):
             await client.close()
         log.info("NATS connection closed")
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message, headers included, the server takes (its INFO says; 1 MiB by default)."""
+        return self._client.max_payload if self._client is not None else DEFAULT_MAX_PAYLOAD_BYTES
 
     def jetstream(self) -> JetStreamContext:
         """The JetStream context while connected; EventBusUnavailable otherwise."""
