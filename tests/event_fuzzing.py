@@ -190,6 +190,7 @@ MUTATIONS = (
     "huge string",
     "wrong dataVersion",
     "unknown type",
+    "another subject's type",
     "not UTF-8",
     "deep nesting",
     "unreadable number",
@@ -232,6 +233,8 @@ def poison(draw: st.DrawFn, mutations: Sequence[str] = MUTATIONS) -> Poison:
             st.sampled_from([*sorted(set(EVENT_TYPES) - HANDLED), "product.renamed", "PRODUCT.CREATED", ""])
             | st.text(max_size=40).filter(lambda v: v not in HANDLED)
         )
+    elif mutation == "another subject's type":
+        mangled["type"] = draw(st.sampled_from(sorted(HANDLED - {envelope.type})))
     elif mutation == "not UTF-8":
         raw = dumps(wire)
         at = draw(st.integers(min_value=0, max_value=len(raw)))

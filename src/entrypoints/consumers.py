@@ -57,6 +57,8 @@ class EventConsumer:
     async def __call__(self, delivery: Delivery) -> None:
         try:
             envelope = decode(delivery.data)
+            if not carried_on_its_subject(envelope.type, delivery.subject):
+                raise UndecodableEvent(f"a {envelope.type} envelope arrived on {delivery.subject}")
             handler = self.handlers.get(envelope.type)
             if handler is None:
                 raise UndecodableEvent(f"{self.name} does not handle {envelope.type}")
@@ -143,6 +145,12 @@ class EventConsumer:
     def _count(self, event_type: str, outcome: str) -> None:
         known = event_type if event_type in _KNOWN_TYPES else "unknown"
         self.metrics.events_processed.labels(type=known, outcome=outcome).inc()
+
+
+def carried_on_its_subject(event_type: str, subject: str) -> bool:
+    """The subject is the event type (INTERFACE §5), or a reply subject under it
+    (`product.details_provided.<instance>`). Anything else is a mislabelled message."""
+    return subject == event_type or subject.startswith(event_type + ".")
 
 
 def _as_text(data: bytes, kept: bytes) -> str | None:

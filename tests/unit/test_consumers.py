@@ -22,6 +22,7 @@ from domain.events import (
     PRODUCT_DETAILS_PROVIDED,
     PRODUCT_DETAILS_REQUESTED,
     PRODUCT_DISCONTINUED,
+    PRODUCT_UPDATED,
     Envelope,
     ProductCreated,
     ProductDetailsProvided,
@@ -29,7 +30,7 @@ from domain.events import (
     ProductDiscontinued,
 )
 from entrypoints import consumers
-from entrypoints.consumers import EventConsumer, EventHandler
+from entrypoints.consumers import EventConsumer, EventHandler, carried_on_its_subject
 from entrypoints.event_routing import (
     order_service_consumers,
     order_service_handlers,
@@ -206,6 +207,24 @@ async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig)
     await rig.publish(PRODUCT_DETAILS_REQUESTED, encode(request))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_DETAILS_REQUESTED)) == 1)
     assert "does not handle" in rig.dead_letters(PRODUCT_DETAILS_REQUESTED)[0]["reason"]
+
+
+async def test_an_envelope_whose_type_is_not_its_subject_is_dead_lettered(rig: Rig) -> None:
+    product = a_product(CHAIR)
+    created = Envelope(
+        "e-3", PRODUCT_CREATED, "product-service", "1.0", START, "c", ProductCreated(CHAIR, product)
+    )
+    await rig.publish(PRODUCT_UPDATED, encode(created))
+    await eventually(lambda: len(rig.dead_letters(PRODUCT_UPDATED)) == 1)
+    assert "arrived on product.updated" in rig.dead_letters(PRODUCT_UPDATED)[0]["reason"]
+    assert not await rig.cached(CHAIR)
+
+
+def test_a_reply_subject_under_the_event_type_is_its_subject() -> None:
+    assert carried_on_its_subject("product.details_provided", "product.details_provided.instance-1")
+    assert carried_on_its_subject("product.updated", "product.updated")
+    assert not carried_on_its_subject("product.updated", "product.updated_v2")
+    assert not carried_on_its_subject("product.details_provided", "product.details")
 
 
 async def test_a_refused_event_is_dead_lettered_not_retried(rig: Rig) -> None:

@@ -26,6 +26,7 @@ from entrypoints.apps import build_order_container
 from entrypoints.consumers import EventConsumer
 from entrypoints.event_routing import order_service_handlers
 from tests.event_fuzzing import (
+    HANDLED,
     Poison,
     Valid,
     expected_cache,
