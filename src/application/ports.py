@@ -144,6 +144,11 @@ class Outbox(Protocol):
 
     async def count(self) -> int: ...
 
+    def take_appended(self) -> list[Envelope]:
+        """The entries this process appended since the last call, oldest first; the relay
+        publishes them at once. (At most `APPENDED_KEPT`: the rest wait in the outbox.)"""
+        ...
+
 
 class EventPublisher(Protocol):
     """Publishes an envelope on a subject (the event type by default) and awaits the broker's ack."""

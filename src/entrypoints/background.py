@@ -18,7 +18,8 @@ from domain.errors import DependencyUnavailable
 log = logging.getLogger(__name__)
 
 RELAY_IDLE_S = 1.0
-"""How often an idle relay looks for entries it was not woken for (another instance's, a crash's)."""
+"""How long an idle relay waits when not woken: then its sweep looks for entries it was not
+told of (another instance's, a crash's, those whose first publish failed)."""
 RELAY_RETRY_S = 0.05
 RELAY_MAX_BACKOFF_S = 5.0
 
@@ -61,14 +62,14 @@ async def relay_outbox_forever(
         wakeup.clear()
         woken_by: OutboxWakeup | None = wakeup
         try:
-            published = await relay()
-            pending = await relay.outbox.count()
-            metrics.outbox_pending.set(pending)
-            if published and pending:
-                delay = 0.0
-            elif pending:  # stalled: the bus is down or another instance holds the lease
+            await relay()
+            if relay.pending is not None:
+                metrics.outbox_pending.set(relay.pending)
+            if relay.stalled:  # the bus is down, or another instance holds the lease
                 backoff = min(backoff * 2, RELAY_MAX_BACKOFF_S)
                 delay, woken_by = backoff, None
+            elif relay.more:
+                delay = 0.0
             else:
                 backoff, delay = RELAY_RETRY_S, RELAY_IDLE_S
         except DependencyUnavailable as error:

@@ -231,7 +231,7 @@ class OrderService(containers.DeclarativeContainer):
         batch_size=providers.Callable(lambda s: s.refresh_batch_size, settings),
         batch_delay_s=providers.Callable(lambda s: s.refresh_batch_delay_ms / 1000, settings),
     )
-    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock)
+    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock, clock=core.clock)
     batch_reply_subject = providers.Callable(
         lambda s: reply_subject(PRODUCT_BATCH_DETAILS_PROVIDED, s.instance_id), settings
     )
@@ -272,4 +272,4 @@ class ProductService(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemoryLock, clock=core.clock),
         redis=providers.Singleton(RedisLock, client=redis_client, keys=redis_keys),
     )
-    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock)
+    relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock, clock=core.clock)

@@ -197,6 +197,8 @@ async def test_an_added_order_is_stored_with_its_event(backend: Backend) -> None
     assert await orders.get("o-1") == order
     assert await orders.get("unknown") is None
     assert await outbox.pending(10) == [event]
+    assert outbox.take_appended() == [event], "handed to this process's relay once"
+    assert outbox.take_appended() == []
     assert sorted(await orders.ids_holding("p-1")) == ["o-1"]
     assert sorted(await orders.ids_holding("p-2")) == ["o-1"]
     assert await orders.ids_holding("p-3") == []
@@ -210,6 +212,7 @@ async def test_a_taken_idempotency_key_returns_the_earlier_record_and_stores_not
     record = IdempotencyRecord("key-1", "fingerprint-1", "o-1")
 
     assert await orders.add(first, [order_created(first)], record) is None
+    outbox.take_appended()
     earlier = await orders.add(
         second, [order_created(second)], IdempotencyRecord("key-1", "fingerprint-2", "o-2")
     )
@@ -221,6 +224,7 @@ async def test_a_taken_idempotency_key_returns_the_earlier_record_and_stores_not
     assert sorted(await orders.ids_holding("p-1")) == ["o-1"]
     assert await orders.recent_ids(10) == ["o-1"]
     assert await outbox.count() == 1
+    assert outbox.take_appended() == [], "nothing was appended by the refused add"
 
 
 async def test_a_flag_is_added_once(backend: Backend) -> None:
@@ -297,6 +301,7 @@ async def test_a_product_is_created_once(backend: Backend) -> None:
     assert await store.get_many(["chair", "unknown"]) == {"chair": chair}
     assert await store.all_ids() == ["chair"]
     assert await outbox.pending(10) == [created]
+    assert outbox.take_appended() == [created], "not the refused second create's"
 
 
 async def test_a_commit_stores_every_change_and_its_events(backend: Backend) -> None:
@@ -333,6 +338,7 @@ async def test_a_stale_change_is_a_conflict_and_stores_nothing(backend: Backend)
 
     assert await store.get_many(["chair", "desk"]) == {"chair": chair, "desk": current}
     assert await outbox.count() == 0
+    assert outbox.take_appended() == []
     unknown = a_product("unknown")
     assert await store.commit([ProductChange(unknown, newer(unknown))], []) is CommitResult.CONFLICT
     assert await store.get("unknown") is None

@@ -10,7 +10,7 @@ import pytest
 from adapters.memory.broker import InMemoryBroker
 from adapters.publisher import BrokerEventPublisher
 from application.create_order import CreateOrder
-from application.outbox_relay import RelayOutbox
+from application.outbox_relay import RELAY_LEASE, RelayOutbox
 from application.refresh import REFRESH_LOCK
 from domain.errors import EventBusUnavailable
 from domain.events import (
@@ -140,22 +140,91 @@ async def test_relay_removes_only_what_was_published(order_side: OrderSide) -> N
 
 async def test_relay_over_the_in_memory_broker_stores_each_event_once(order_side: OrderSide) -> None:
     broker = InMemoryBroker()
-    relay = RelayOutbox(
-        outbox=order_side.outbox,
-        publisher=BrokerEventPublisher(broker, order_side.metrics),
-        lock=order_side.lock,
-    )
+    relay = attrs.evolve(sweeping(order_side), publisher=BrokerEventPublisher(broker, order_side.metrics))
     await orders_in_outbox(order_side, 2)
     broker.outage.down = True
     assert await relay() == 0
     broker.outage.down = False
+    order_side.clock.advance(5.0)
     assert await relay() == 2
     assert len(broker.on_subject(ORDER_CREATED)) == 2
     assert order_side.sample("events_published_total", type=ORDER_CREATED, outcome="ok") == 2
     assert order_side.sample("events_published_total", type=ORDER_CREATED, outcome="error") == 2
 
 
-async def test_relay_in_small_batches_drains_in_several_passes(order_side: OrderSide) -> None:
+async def another_instances_orders_in_outbox(side: OrderSide, count: int) -> None:
+    """Entries in the shared outbox that this process did not append (it is not told of them)."""
+    await orders_in_outbox(side, count)
+    side.outbox.take_appended()
+
+
+async def test_the_sweep_drains_in_batches_over_several_passes(order_side: OrderSide) -> None:
     relay = attrs.evolve(order_side.relay, batch_size=2)
-    await orders_in_outbox(order_side, 5)
+    await another_instances_orders_in_outbox(order_side, 5)
     assert [await relay(), await relay(), await relay(), await relay()] == [2, 2, 1, 0]
+    assert [relay.more, relay.pending] == [False, 0]
+
+
+async def test_entries_this_process_appended_are_published_without_the_lease(order_side: OrderSide) -> None:
+    assert await order_side.lock.acquire(RELAY_LEASE, 60)  # another instance sweeps
+    await orders_in_outbox(order_side, 3)
+
+    assert await order_side.relay() == 3
+
+    assert await order_side.outbox.count() == 0
+    assert order_side.relay.pending == 0
+
+
+def sweeping(side: OrderSide) -> RelayOutbox:
+    return attrs.evolve(side.relay, sweep_interval_s=1.0, grace_s=5.0)
+
+
+async def test_the_sweep_leaves_entries_younger_than_the_grace_to_their_writer(order_side: OrderSide) -> None:
+    relay = sweeping(order_side)
+    await another_instances_orders_in_outbox(order_side, 2)
+    assert await relay() == 0
+    assert relay.pending == 2
+    assert not relay.stalled, "young entries of another instance are not a stall"
+
+    order_side.clock.advance(5.0)
+
+    assert await relay() == 2
+    assert await order_side.outbox.count() == 0
+
+
+async def test_the_sweep_runs_once_a_sweep_interval_unless_its_last_batch_was_full(
+    order_side: OrderSide,
+) -> None:
+    relay = attrs.evolve(sweeping(order_side), batch_size=2)
+    await another_instances_orders_in_outbox(order_side, 5)
+    order_side.clock.advance(5.0)
+
+    assert [await relay(), relay.more] == [2, True]
+    assert [await relay(), relay.more] == [2, True], "a full batch: the next pass sweeps again"
+    assert [await relay(), relay.more] == [1, False]
+
+
+async def test_the_sweep_runs_at_most_once_a_sweep_interval(order_side: OrderSide) -> None:
+    relay = attrs.evolve(order_side.relay, sweep_interval_s=1.0)  # no grace: due at once
+    await another_instances_orders_in_outbox(order_side, 1)
+    assert await relay() == 1
+    await another_instances_orders_in_outbox(order_side, 1)
+    order_side.clock.advance(0.5)
+    assert await relay() == 0, "half a sweep interval after the last sweep"
+    order_side.clock.advance(0.5)
+    assert await relay() == 1
+
+
+async def test_a_fresh_entry_whose_publish_failed_is_swept_once_the_bus_is_back(
+    order_side: OrderSide,
+) -> None:
+    relay = sweeping(order_side)
+    order_side.publisher.down = True
+    await orders_in_outbox(order_side, 2)
+    assert await relay() == 0
+    assert relay.stalled
+    order_side.publisher.down = False
+    order_side.clock.advance(5.0)
+
+    assert await relay() == 2
+    assert not relay.stalled

@@ -140,7 +140,10 @@ def build_order_side(
             batch_size=batch_size,
             batch_delay_s=batch_delay_s,
         ),
-        relay=RelayOutbox(outbox=outbox, publisher=publisher, lock=lock),
+        # sweeping at every pass, with no grace: what a test leaves in the outbox is due at once
+        relay=RelayOutbox(
+            outbox=outbox, publisher=publisher, lock=lock, clock=clock, sweep_interval_s=0, grace_s=0
+        ),
     )
 
 

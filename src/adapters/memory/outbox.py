@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import attrs
 
 from adapters.memory.faults import Outage
+from adapters.outbox_feed import AppendedEntries
 from domain.errors import StoreUnavailable
 from domain.events import Envelope
 
@@ -15,11 +16,16 @@ from domain.events import Envelope
 class InMemoryOutbox:
     outage: Outage = attrs.field(factory=lambda: Outage(StoreUnavailable))
     _entries: dict[str, Envelope] = attrs.field(factory=dict, init=False)
+    _appended: AppendedEntries = attrs.field(factory=AppendedEntries, init=False)
 
     def add_now(self, envelopes: Sequence[Envelope]) -> None:
         """For the stores that write their state and events together."""
         for envelope in envelopes:
             self._entries[envelope.id] = envelope
+        self._appended.note(envelopes)
+
+    def take_appended(self) -> list[Envelope]:
+        return self._appended.take()
 
     async def add(self, envelopes: Sequence[Envelope]) -> None:
         self.outage.check()

@@ -108,7 +108,10 @@ class RedisOrderStore:
         ]
         with translated(StoreUnavailable, self._unavailable):
             earlier = await self.client.run(_ADD, keys, args)
-        return None if earlier is None else self._decoded(_record_from_json, earlier)
+        if earlier is not None:
+            return self._decoded(_record_from_json, earlier)
+        self.outbox.appended(outbox)
+        return None
 
     async def get(self, order_id: str) -> Order | None:
         with translated(StoreUnavailable, self._unavailable):

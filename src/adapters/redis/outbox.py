@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from adapters.outbox_feed import AppendedEntries
 from adapters.redis.client import LuaScript, RedisClient, translated
 from adapters.redis.keys import Keyspace
 from adapters.wire.event_json import decode, encode
@@ -52,12 +53,21 @@ class RedisOutbox:
         self.client = client
         self.keys = keys
         self._unavailable = "The outbox store is unavailable; try again shortly"
+        self._appended = AppendedEntries()
+
+    def appended(self, envelopes: Sequence[Envelope]) -> None:
+        """Told by a store whose script just appended `envelopes` (and stored their cause)."""
+        self._appended.note(envelopes)
+
+    def take_appended(self) -> list[Envelope]:
+        return self._appended.take()
 
     async def add(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
         with translated(StoreUnavailable, self._unavailable):
             await self.client.run(_ADD, self.keys.outbox, outbox_args(envelopes))
+        self.appended(envelopes)
 
     async def pending(self, limit: int) -> list[Envelope]:
         if limit <= 0:

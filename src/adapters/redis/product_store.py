@@ -80,7 +80,10 @@ class RedisProductStore:
         keys = [*self.outbox.keys.outbox, self.keys.product(product.id), self.keys.products]
         args = [dumps(product_to_wire(product)).decode(), product.id, *outbox_args(outbox)]
         with translated(StoreUnavailable, self._unavailable):
-            return bool(await self.client.run(_CREATE, keys, args))
+            created = bool(await self.client.run(_CREATE, keys, args))
+        if created:
+            self.outbox.appended(outbox)
+        return created
 
     async def commit(
         self,
@@ -99,8 +102,10 @@ class RedisProductStore:
             args += [change.before.version, dumps(product_to_wire(change.after)).decode(), change.after.id]
         args += outbox_args(outbox)
         with translated(StoreUnavailable, self._unavailable):
-            outcome = await self.client.run(_COMMIT, keys, args)
-        return CommitResult(outcome)
+            outcome = CommitResult(await self.client.run(_COMMIT, keys, args))
+        if outcome is CommitResult.COMMITTED:
+            self.outbox.appended(outbox)
+        return outcome
 
     async def all_ids(self) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
