@@ -110,7 +110,7 @@ def summarize(collapsed: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-async def profile_order(seconds: float, out: Path) -> None:
+async def profile_order(seconds: float, out: Path, rate: float | None = None) -> None:
     config = HttpConfig(rounds=1, duration_s=seconds, warmup_s=1.0)
     with redis_and_nats() as (redis, nats_server):
         services = Services(redis.url, nats_server.url)
@@ -136,13 +136,9 @@ async def profile_order(seconds: float, out: Path) -> None:
                     name: start_recording(pids[name], seconds, out / f"{name}.txt")
                     for name in ("order-service", "product-service")
                 }
+                mode = ["--mode", "closed"] if rate is None else ["--mode", "open", "--rate", str(rate)]
                 report = await bench.loadgen(
-                    services.order_url,
-                    "--mode",
-                    "closed",
-                    "--connections",
-                    str(CONNECTIONS),
-                    duration_s=seconds - 1,
+                    services.order_url, *mode, "--connections", str(CONNECTIONS), duration_s=seconds - 1
                 )
                 after = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 for recorder in recorders.values():
@@ -189,6 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("path", choices=["order", "events"])
     parser.add_argument("--seconds", type=float, default=15.0, help="order: seconds under load")
+    parser.add_argument("--rate", type=float, default=None, help="order: an open loop at this many req/s")
     parser.add_argument("--events", type=int, default=5000, help="events: how many to apply")
     parser.add_argument("--out", type=Path, default=None, help="directory for the collapsed stacks")
     args = parser.parse_args()
@@ -196,7 +193,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     print(f"profiles in {out}")
     if args.path == "order":
-        asyncio.run(profile_order(args.seconds, out))
+        asyncio.run(profile_order(args.seconds, out, args.rate))
     else:
         asyncio.run(profile_events(args.events, out))
     sys.stdout.flush()

@@ -68,12 +68,13 @@ def outcome_of(status: int) -> str:
     return "success" if status < 400 else "client_error"
 
 
-COALESCE_WINDOW_S = 0.001
+MAX_BATCH_CALLS_IN_FLIGHT = 2
+"""Batch calls out at once; lookups arriving while that many are out gather into the next one."""
 
 
 @attrs.define(eq=False)
 class _GatheringBatch:
-    """Ids asked for during one coalescing window, and the answer they will all share."""
+    """Ids asked for before the next batch call leaves, and the answer they will all share."""
 
     result: asyncio.Future[dict[str, Product]]
     ids: set[str] = attrs.field(factory=set)
@@ -170,11 +171,15 @@ class HttpProductClient:
         return product
 
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]:
-        """Batch lookup; lookups arriving within `COALESCE_WINDOW_S` share one upstream call.
+        """Batch lookup; concurrent lookups share one upstream call, with no fixed wait.
 
         Concurrent orders mostly ask for a few products each: one POST /batch for all of them
-        (up to BATCH_LIMIT ids) costs both services far less than one call per order. The call
-        runs in a task of its own, so a caller that gives up does not take it from the others.
+        (up to BATCH_LIMIT ids) costs both services far less than one call per order. A batch
+        leaves at the end of the event-loop turn that opened it, taking every lookup made in
+        that turn; while MAX_BATCH_CALLS_IN_FLIGHT calls are out, lookups gather until one
+        returns. So an idle client adds no delay and a busy one sends bigger batches (the
+        batch size follows the load, like a group commit). The call runs in a task of its own,
+        so a caller that gives up does not take it from the others.
         """
         wanted = set(product_ids)
         sent = next((b for b in self._sent if wanted <= b.ids), None)
@@ -182,12 +187,21 @@ class HttpProductClient:
             found = await asyncio.shield(sent.result)
             return {pid: found[pid] for pid in wanted if pid in found}
         batch = self._gathering
-        if batch is None or (batch.ids and len(batch.ids | wanted) > BATCH_LIMIT):
-            batch = self._gathering = _GatheringBatch(asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_later(COALESCE_WINDOW_S, self._flush, batch)
+        if batch is not None and batch.ids and len(batch.ids | wanted) > BATCH_LIMIT:
+            self._flush(batch)  # full: it leaves now, whatever is in flight
+            batch = None
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._gathering = _GatheringBatch(loop.create_future())
+            if len(self._in_flight) < MAX_BATCH_CALLS_IN_FLIGHT:
+                loop.call_soon(self._flush_if_gathering, batch)
         batch.ids |= wanted
         found = await asyncio.shield(batch.result)
         return {pid: found[pid] for pid in wanted if pid in found}
+
+    def _flush_if_gathering(self, batch: _GatheringBatch) -> None:
+        if self._gathering is batch:
+            self._flush(batch)
 
     def _flush(self, batch: _GatheringBatch) -> None:
         if self._gathering is batch:
@@ -200,6 +214,8 @@ class HttpProductClient:
     def _batch_done(self, batch: _GatheringBatch, call: asyncio.Future[dict[str, Product]]) -> None:
         self._in_flight.discard(call)
         self._sent.remove(batch)
+        if self._gathering is not None and len(self._in_flight) < MAX_BATCH_CALLS_IN_FLIGHT:
+            asyncio.get_running_loop().call_soon(self._flush_if_gathering, self._gathering)
         if batch.result.done():
             return
         if call.cancelled():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
@@ -11,7 +12,7 @@ from application.envelopes import EnvelopeFactory
 from application.ports import Clock, IdempotencyRecord, IdGenerator, OrderStore
 from application.product_fetching import ProductFetcher
 from domain.errors import IdempotencyConflict, StoreUnavailable
-from domain.orders import Order, OrderLine, place_order
+from domain.orders import Order, OrderLine, PriceSource, place_order
 
 
 @attrs.frozen
@@ -50,7 +51,7 @@ class CreateOrderHandler:
             earlier = await self.orders.idempotency_record(command.idempotency_key)
             if earlier is not None:
                 return await self._replay(earlier, fingerprint)
-        fetched = await self.fetcher.fetch([line.product_id for line in command.lines])
+        fetched = await self.fetcher.fetch([line.product_id for line in command.lines], remember=False)
         order = place_order(
             order_id=self.ids.new_id(),
             user_id=command.user_id,
@@ -65,7 +66,11 @@ class CreateOrderHandler:
             else IdempotencyRecord(command.idempotency_key, fingerprint, order.id)
         )
         event = self.envelopes.wrap(order.created_event(), correlation_id=order.id)
-        earlier = await self.orders.add(order, [event], record)
+        fresh = list(fetched.products.values()) if fetched.source is PriceSource.PRODUCT_SERVICE else []
+        # the cache refresh and the order's write are independent: one round trip's wait for both
+        earlier, _ = await asyncio.gather(
+            self.orders.add(order, [event], record), self.fetcher.remember(fresh)
+        )
         if earlier is not None:
             return await self._replay(earlier, fingerprint)
         return PlacedOrder(order, created=True)

@@ -35,7 +35,9 @@ class ProductFetcher:
     _remembered: dict[str, tuple[int, float]] = attrs.field(factory=dict, init=False)
     """Versions this fetcher wrote to the cache lately, by product id, with when."""
 
-    async def fetch(self, product_ids: Sequence[str]) -> FetchedProducts:
+    async def fetch(self, product_ids: Sequence[str], *, remember: bool = True) -> FetchedProducts:
+        """`remember=False`: the caller writes the fresh snapshots to the cache itself (`remember`),
+        alongside its own work rather than before it."""
         ids = list(dict.fromkeys(product_ids))
         try:
             found = await self.lookup.get_products(ids)
@@ -47,7 +49,8 @@ class ProductFetcher:
                     details={"productIds": missing, "reason": unavailable.message}
                 ) from unavailable
             return FetchedProducts(cached, PriceSource.CACHE)
-        await self.remember(found.values())
+        if remember:
+            await self.remember(found.values())
         return FetchedProducts(found, PriceSource.PRODUCT_SERVICE)
 
     async def cached(self, product_ids: Sequence[str]) -> dict[str, Product]:

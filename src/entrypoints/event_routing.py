@@ -74,15 +74,16 @@ def order_service_handlers(
 
     async def details_provided(envelope: Envelope) -> None:
         data = data_of(envelope, ProductDetailsProvided)
+        # the waiter first: it stores the snapshot too, and answers without waiting for this write
+        pending.complete(data.request_id, [data.product_details])
         if data.product_details is not None:
             await reactions.snapshot_arrived(data.product_details)
-        pending.complete(data.request_id, [data.product_details])
 
     async def batch_details_provided(envelope: Envelope) -> None:
         data = data_of(envelope, ProductBatchDetailsProvided)
+        pending.complete(data.request_id, list(data.products))
         for product in data.products:
             await reactions.snapshot_arrived(product)
-        pending.complete(data.request_id, list(data.products))
 
     return {
         PRODUCT_CREATED: snapshot,

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.metrics import ServiceMetrics
-from adapters.product_client import HttpProductClient, RetryPolicy
+from adapters.product_client import MAX_BATCH_CALLS_IN_FLIGHT, HttpProductClient, RetryPolicy
 from adapters.wire.converter import dumps
 from adapters.wire.http_json import product_to_wire
 from domain.errors import ProductServiceUnavailable
@@ -254,3 +254,32 @@ async def test_a_lookup_covered_by_a_call_in_flight_joins_it(rig: Rig, started: 
     assert await started.get_products([DESK]) == {DESK: a_product(DESK)}
     assert await first == {CHAIR: a_product(CHAIR), DESK: a_product(DESK)}
     assert len(rig.stub.arrivals) == 1
+
+
+async def test_an_idle_client_sends_a_lookup_at_once(rig: Rig, started: HttpProductClient) -> None:
+    rig.stub.default = (200, wire(a_product(CHAIR)))
+    await started.get_products([CHAIR])  # connection opened
+    began = time.perf_counter()
+    await started.get_products([CHAIR])
+    assert rig.stub.arrivals[-1] - began < 0.05
+    assert len(rig.stub.arrivals) == 2
+
+
+async def test_lookups_made_while_the_calls_in_flight_are_at_their_limit_leave_together(
+    rig: Rig, started: HttpProductClient
+) -> None:
+    rig.stub.script = [0.2] * MAX_BATCH_CALLS_IN_FLIGHT
+    rig.stub.default = (200, wire(*(a_product(f"p-{n}") for n in range(10))))
+    out = []
+    for n in range(MAX_BATCH_CALLS_IN_FLIGHT):
+        out.append(asyncio.create_task(started.get_products([f"p-{n}"])))
+        for _ in range(3):
+            await asyncio.sleep(0)  # each of those leaves in a batch of its own
+    waiting = [started.get_products([f"p-{n}"]) for n in range(5, 9)]
+
+    found = await asyncio.gather(*waiting, *out)
+
+    assert [sorted(f) for f in found[:4]] == [["p-5"], ["p-6"], ["p-7"], ["p-8"]]
+    assert sorted(rig.stub.bodies[-1]["ids"]) == ["p-5", "p-6", "p-7", "p-8"]
+    assert len(rig.stub.arrivals) == MAX_BATCH_CALLS_IN_FLIGHT + 1
+    assert min(rig.stub.arrivals[-1] - a for a in rig.stub.arrivals[:-1]) > 0.15, "sent once one returned"
