@@ -8,6 +8,7 @@ reason and the original payload, and the consumer goes on.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import codecs
 import hashlib
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Envelope], Awaitable[None]]
 
+HANDLER_SHARE_OF_ACK_WAIT = 0.8
 RETRY_BASE_S = 0.5
 RETRY_MAX_S = 30.0
 MAX_LETTER_PAYLOAD_BYTES = 64 * 1024
@@ -53,6 +55,10 @@ class EventConsumer:
     metrics: ServiceMetrics
     clock: Clock
     max_deliver: int = 10
+    handler_timeout_s: float = 24.0
+    """A handler running longer counts as a failed attempt (retried, dead-lettered at the last).
+    Below the broker's ack wait, so the consumer settles the message before the broker would
+    redeliver it on its own, uncounted, and finally drop it after max_deliver."""
 
     async def __call__(self, delivery: Delivery) -> None:
         try:
@@ -70,7 +76,12 @@ class EventConsumer:
             self._count(envelope.type, "duplicate")
             return
         try:
-            await handler(envelope)
+            async with asyncio.timeout(self.handler_timeout_s):
+                await handler(envelope)
+        except TimeoutError:
+            log.warning("handler of %s took over %.1fs", envelope.type, self.handler_timeout_s)
+            await self._retry_or_give_up(delivery, envelope, f"timed out after {self.handler_timeout_s:g}s")
+            return
         except DependencyUnavailable as error:
             await self._retry_or_give_up(delivery, envelope, error.message)
             return
@@ -189,6 +200,7 @@ async def subscribe_consumers(
                 metrics=metrics,
                 clock=clock,
                 max_deliver=spec.max_deliver,
+                handler_timeout_s=spec.ack_wait_s * HANDLER_SHARE_OF_ACK_WAIT,
             ),
         )
         for spec in specs

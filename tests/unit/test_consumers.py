@@ -18,11 +18,13 @@ from adapters.memory.small_ports import InMemoryProcessedEvents
 from adapters.wire.event_json import encode
 from domain.errors import InvalidRequest
 from domain.events import (
+    PRODUCT_AVAILABILITY_CHANGED,
     PRODUCT_CREATED,
     PRODUCT_DETAILS_PROVIDED,
     PRODUCT_DETAILS_REQUESTED,
     PRODUCT_DISCONTINUED,
     PRODUCT_UPDATED,
+    AvailabilityChanged,
     Envelope,
     ProductCreated,
     ProductDetailsProvided,
@@ -80,8 +82,12 @@ async def rig(order_side: OrderSide, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     async def refusing(envelope: Envelope) -> None:
         raise InvalidRequest("this consumer refuses it")
 
+    async def hanging(envelope: Envelope) -> None:
+        await asyncio.Event().wait()
+
     handlers[PRODUCT_CREATED] = counting_created
     handlers[PRODUCT_DISCONTINUED] = refusing
+    handlers[PRODUCT_AVAILABILITY_CHANGED] = hanging
     consumer = EventConsumer(
         name="order-service",
         handlers=handlers,
@@ -90,6 +96,7 @@ async def rig(order_side: OrderSide, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
         metrics=order_side.metrics,
         clock=order_side.clock,
         max_deliver=MAX_DELIVER,
+        handler_timeout_s=0.05,
     )
     spec = ConsumerSpec(name="order-service", subjects=("product.>",), max_deliver=MAX_DELIVER, concurrency=2)
     await broker.subscribe(spec, consumer)
@@ -237,6 +244,24 @@ async def test_a_refused_event_is_dead_lettered_not_retried(rig: Rig) -> None:
     assert letter["reason"] == "refused: this consumer refuses it"
     assert rig.processed(PRODUCT_DISCONTINUED, "dead_letter") == 1
     assert rig.processed(PRODUCT_DISCONTINUED, "retry") == 0
+
+
+async def test_a_handler_that_never_returns_is_retried_then_dead_lettered(rig: Rig) -> None:
+    stuck = Envelope(
+        "e-5",
+        PRODUCT_AVAILABILITY_CHANGED,
+        "product-service",
+        "1.0",
+        START,
+        "c",
+        AvailabilityChanged(CHAIR, True, 1, 2),
+    )
+    await rig.publish(PRODUCT_AVAILABILITY_CHANGED, encode(stuck))
+    await eventually(lambda: len(rig.dead_letters(PRODUCT_AVAILABILITY_CHANGED)) == 1)
+    [letter] = rig.dead_letters(PRODUCT_AVAILABILITY_CHANGED)
+    assert letter["attempts"] == MAX_DELIVER
+    assert "timed out after 0.05s" in letter["reason"]
+    assert rig.processed(PRODUCT_AVAILABILITY_CHANGED, "retry") == MAX_DELIVER - 1
 
 
 async def test_a_transient_failure_is_retried_then_applied(rig: Rig) -> None:
