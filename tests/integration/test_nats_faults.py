@@ -160,3 +160,26 @@ async def test_close_while_nats_never_came_up_returns_promptly(brokers: Brokers)
     began = time.monotonic()
     await broker.close()
     assert time.monotonic() - began < 1.0
+
+
+async def test_a_client_closed_for_good_is_replaced_and_consumption_goes_on(brokers: Brokers) -> None:
+    """nats-py closes its client for good on some server errors; the connection opens a new one."""
+    broker = await brokers.new()
+    durable, replies = Recorder(), Recorder()
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.updated",)), durable)
+    await broker.subscribe(
+        ConsumerSpec(name="replies-a", subjects=("product.details_provided.a",), durable=False), replies
+    )
+    await publish_until_stored(broker, "product.updated", "e-1")
+    await eventually(lambda: durable.payloads == [b"e-1"], what="consumed before the close")
+    first = broker.connection.incarnation
+
+    client = broker.connection._client
+    assert client is not None
+    await client.close()  # what nats-py does itself after such an error
+
+    await eventually(lambda: broker.connection.incarnation > first, what="a new client opened")
+    await publish_until_stored(broker, "product.updated", "e-2")
+    await publish_until_stored(broker, "product.details_provided.a", "e-3")
+    await eventually(lambda: durable.payloads == [b"e-1", b"e-2"], within=10, what="durable consumer again")
+    await eventually(lambda: replies.payloads == [b"e-3"], within=10, what="reply consumer again")

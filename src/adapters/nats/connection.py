@@ -43,12 +43,17 @@ def where(servers: list[str]) -> str:
 
 @attrs.define(eq=False)
 class NatsConnection:
-    """The client, whether it is connected now, and a generation counting (re)connections."""
+    """The client, whether it is connected now, and a generation counting (re)connections.
+
+    nats-py reconnects by itself, but closes the client for good on some server errors; then
+    a new client is opened (`incarnation` counts them: subscriptions of an older one are dead).
+    """
 
     servers: list[str]
     stream_replicas: int = 1
     client_name: str | None = None
     generation: int = 0
+    incarnation: int = 0
     _client: Client | None = None
     _js: JetStreamContext | None = None
     _connected: asyncio.Event = attrs.field(factory=asyncio.Event)
@@ -66,9 +71,7 @@ class NatsConnection:
         if self._client is not None:
             return
         self._closing = False
-        self._client = Client()
-        self._js = self._client.jetstream(timeout=API_TIMEOUT_S)
-        self._spawn(self._connect(self._client), "nats-connect")
+        self._new_client()
         try:
             await asyncio.wait_for(asyncio.shield(self._connected.wait()), wait_s)
         except TimeoutError:
@@ -118,6 +121,18 @@ class NatsConnection:
                 raise EventBusUnavailable(f"JetStream streams could not be ensured: {error!r}") from error
 
     # ----------------------------------------------------------------- internals
+    def _new_client(self) -> None:
+        self.incarnation += 1
+        self._client = client = Client()
+        self._js = client.jetstream(timeout=API_TIMEOUT_S)
+        self._spawn(self._connect(client), "nats-connect")
+
+    async def _reopen(self) -> None:
+        await asyncio.sleep(RECONNECT_WAIT_S)
+        if not self._closing:
+            log.warning("NATS: opening a new connection to %s", where(self.servers))
+            self._new_client()
+
     async def _connect(self, client: Client) -> None:
         try:
             await self._connect_once(client)
@@ -192,7 +207,8 @@ class NatsConnection:
     async def _on_closed(self) -> None:
         self._connected.clear()
         if not self._closing:
-            log.error("NATS connection closed unexpectedly")
+            log.error("NATS connection closed unexpectedly; a new one opens in %ss", RECONNECT_WAIT_S)
+            self._spawn(self._reopen(), "nats-reopen")
 
 
 def _connected_to(client: Client | None) -> str:

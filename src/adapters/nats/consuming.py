@@ -114,6 +114,8 @@ class SubjectConsumer:
     name: str
     stream: str
     _psub: JetStreamContext.PullSubscription | None = None
+    _psub_incarnation: int = -1
+    """The connection incarnation `_psub` belongs to: a closed client's subscription is dead."""
     _ensured_generation: int = -1
     _checked_at: float = 0.0
     _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
@@ -148,6 +150,8 @@ class SubjectConsumer:
     async def bind(self) -> None:
         """Make sure the consumer exists and this process has a pull subscription on it."""
         js = self.connection.jetstream()
+        if self._psub is not None and self._psub_incarnation != self.connection.incarnation:
+            self._psub = None  # its client was closed for good; nothing to unsubscribe
         try:
             await self._ensure_consumer(js)
         except nats.js.errors.NotFoundError as missing:
@@ -157,6 +161,7 @@ class SubjectConsumer:
             await self._ensure_consumer(js)
         if self._psub is None:
             self._psub = await js.pull_subscribe_bind(consumer=self.name, stream=self.stream)
+            self._psub_incarnation = self.connection.incarnation
         self._ensured_generation = self.connection.generation
         self._checked_at = time.monotonic()
 
