@@ -138,14 +138,19 @@ def make_converter(*, forbid_extra_keys: bool) -> cattrs.Converter:
 T = TypeVar("T")
 
 
+_ENCODER = simplejson.JSONEncoder(use_decimal=True, separators=(",", ":"))
+_DECODER = simplejson.JSONDecoder(parse_float=Decimal)
+"""Built once: `simplejson.dumps/loads` with options build a new encoder/decoder per call."""
+
+
 def dumps(value: Any) -> bytes:
-    return simplejson.dumps(value, use_decimal=True, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def loads(raw: bytes | str) -> Any:
     """Parse JSON keeping every non-integer number as an exact Decimal; unreadable JSON is a ValueError."""
     try:
-        return simplejson.loads(raw, use_decimal=True)
+        return _DECODER.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (ArithmeticError, RecursionError) as error:
         # a number beyond Decimal's exponent range (InvalidOperation), or nesting too deep to parse
         raise ValueError(f"unreadable JSON ({type(error).__name__})") from None
