@@ -8,6 +8,7 @@ False. No nats-py exception leaves this package.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import nats.js.errors
@@ -55,7 +56,7 @@ class JetStreamBroker:
         await self._connection.close()
 
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
-        if not any(matches_any(patterns, subject) for patterns in STREAMS.values()):
+        if not stream_holds(subject):
             raise EventBusUnavailable(f"no stream holds subject {subject}")
         try:
             ack = await self._publish_once(subject, data, msg_id)
@@ -117,6 +118,12 @@ class JetStreamBroker:
                 f"max_payload of {self._connection.max_payload}"
             )
         return await js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers=headers)
+
+
+@functools.lru_cache(maxsize=1024)
+def stream_holds(subject: str) -> bool:
+    """Whether one of the streams stores `subject` (asked on every publish, of few subjects)."""
+    return any(matches_any(patterns, subject) for patterns in STREAMS.values())
 
 
 def headers_size(headers: dict[str, str]) -> int:
