@@ -103,7 +103,9 @@ class RedisClient:
         """For readiness: True when the server answers within a couple of seconds."""
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), PING_TIMEOUT_S))
-        except (RedisError, OSError) as error:
+        except (RedisError, OSError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and not closed_transport(error):
+                raise
             log.warning("redis ping failed: %s", type(error).__name__)
             return False
 
@@ -122,6 +124,13 @@ def texts(values: Iterable[bytes | str]) -> list[str]:
     return [text(value) for value in values]
 
 
+def closed_transport(failure: BaseException) -> bool:
+    """uvloop raises RuntimeError("... the handler is closed") for a write on a connection the
+    server has just dropped, where asyncio's own loop raises an OSError or nothing
+    (MagicStack/uvloop#506): an outage like any other, not a bug of ours."""
+    return isinstance(failure, RuntimeError) and "handler is closed" in str(failure)
+
+
 @contextlib.contextmanager
 def translated(error: type[DependencyUnavailable], message: str) -> Iterator[None]:
     """No redis exception leaves an adapter: it becomes the port's own error."""
@@ -132,3 +141,7 @@ def translated(error: type[DependencyUnavailable], message: str) -> Iterator[Non
             # not an outage: the server refused the command (a script bug, OOM, a read-only replica)
             log.error("redis refused a command: %s", failure)
         raise error(message, {"cause": type(failure).__name__}) from failure
+    except RuntimeError as failure:
+        if not closed_transport(failure):
+            raise
+        raise error(message, {"cause": "ConnectionClosed"}) from failure
