@@ -10,12 +10,13 @@ from decimal import Decimal
 import pytest
 
 from adapters.memory.order_store import InMemoryOrderStore
+from adapters.nats.streams import MAX_AGE_S
 from adapters.redis.client import RedisClient
 from adapters.redis.keys import ORDER_SERVICE, PRODUCT_SERVICE, Keyspace
-from adapters.redis.order_store import RedisOrderStore
+from adapters.redis.order_store import IDEMPOTENCY_TTL_S, RedisOrderStore
 from adapters.redis.outbox import RedisOutbox
 from adapters.redis.product_cache import RedisProductCache
-from adapters.redis.product_store import RedisProductStore
+from adapters.redis.product_store import RESERVATION_TTL_S, RedisProductStore
 from adapters.redis.small_ports import RedisLock
 from adapters.wire.converter import loads
 from application.ports import IdempotencyRecord, ProductChange
@@ -128,11 +129,14 @@ async def test_every_key_is_namespaced_by_its_service(client: RedisClient) -> No
         "product-service:outbox:seq",
         "product-service:product:chair",
         "product-service:products",
-        "product-service:reservations",
+        "product-service:reservation:o-1",
         "product:chair",
     ]
     assert 59_000 < await client.redis.pttl("product:chair") <= 60_000
     assert await client.redis.pttl("order-service:order:o-1") == -1, "orders do not expire"
+    assert await client.redis.ttl("order-service:idempotency:k") == IDEMPOTENCY_TTL_S
+    assert await client.redis.ttl("product-service:reservation:o-1") == RESERVATION_TTL_S
+    assert RESERVATION_TTL_S > MAX_AGE_S, "a marker outlives the order.created it guards against"
 
 
 async def test_stored_json_is_the_wire_format_with_exact_numbers(client: RedisClient) -> None:

@@ -58,7 +58,8 @@ class Keyspace:
         return self.key("orders-by-time")
 
     def idempotency(self, key: str) -> str:
-        """STRING JSON record of the order an Idempotency-Key created."""
+        """STRING JSON record of the order an Idempotency-Key created; expires with
+        IDEMPOTENCY_TTL_S."""
         return self.key("idempotency", key)
 
     # the Product Service's catalog
@@ -71,10 +72,9 @@ class Keyspace:
         """SET of every product id in the catalog."""
         return self.key("products")
 
-    @property
-    def reservations(self) -> str:
-        """SET of the order ids whose stock is reserved."""
-        return self.key("reservations")
+    def reservation(self, order_id: str) -> str:
+        """STRING marking that the order's stock is reserved; expires with RESERVATION_TTL_S."""
+        return self.key("reservation", order_id)
 
     # the outbox of either service
     @property

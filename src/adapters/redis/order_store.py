@@ -27,7 +27,7 @@ local first_flag_key = 7 + products
 if ARGV[1] ~= '' then
   local earlier = redis.call('GET', KEYS[first_flag_key + flags])
   if earlier then return earlier end
-  redis.call('SET', KEYS[first_flag_key + flags], ARGV[1])
+  redis.call('SET', KEYS[first_flag_key + flags], ARGV[1], 'EX', ARGV[7 + flags])
 end
 redis.call('SET', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3])
@@ -36,15 +36,20 @@ for i = 1, flags do
   redis.call('SADD', KEYS[6], ARGV[6 + i])
   redis.call('SADD', KEYS[first_flag_key + i - 1], ARGV[3])
 end
-outbox_append(KEYS[1], KEYS[2], KEYS[3], 7 + flags)
+outbox_append(KEYS[1], KEYS[2], KEYS[3], 8 + flags)
 return false
 """
 )
 """KEYS: the 3 outbox keys, the order, the time index, the order's flags, one index per product,
 one index per flag, [the idempotency key]. ARGV: idempotency record JSON or '', order JSON,
-order id, product count, flag count, score, the flags, then the outbox (id, JSON) pairs.
+order id, product count, flag count, score, the flags, the idempotency TTL in seconds, then the
+outbox (id, JSON) pairs.
 One script is one atomic step: the idempotency check and every write happen together or not at
 all, so two concurrent requests with one key store one order."""
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+"""How long an Idempotency-Key is remembered: a client retries within minutes, and a day is
+the usual promise (kept forever, one key per order would only grow)."""
 
 _ADD_FLAG = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -104,6 +109,7 @@ class RedisOrderStore:
             len(flags),
             _created_score(order),
             *flags,
+            IDEMPOTENCY_TTL_S,
             *outbox_args(outbox),
         ]
         with translated(StoreUnavailable, self._unavailable):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from adapters.nats.streams import MAX_AGE_S
 from adapters.redis.client import LuaScript, RedisClient, text, texts, translated
 from adapters.redis.keys import Keyspace
 from adapters.redis.outbox import OUTBOX_APPEND, RedisOutbox, outbox_args
@@ -30,7 +31,7 @@ _COMMIT = LuaScript(
     OUTBOX_APPEND
     + """
 local changes = tonumber(ARGV[3])
-if ARGV[1] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   return 'already_reserved'
 end
 for i = 1, changes do
@@ -45,15 +46,19 @@ for i = 1, changes do
   redis.call('SET', KEYS[5 + 2 * i], ARGV[2 + 3 * i])
   redis.call('SADD', KEYS[5], ARGV[3 + 3 * i])
 end
-if ARGV[1] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
-outbox_append(KEYS[1], KEYS[2], KEYS[3], 4 + 3 * changes)
+if ARGV[1] == '1' then redis.call('SET', KEYS[4], '1', 'EX', ARGV[4 + 3 * changes]) end
+outbox_append(KEYS[1], KEYS[2], KEYS[3], 5 + 3 * changes)
 return 'committed'
 """
 )
-"""KEYS: the 3 outbox keys, the reservations, the id set, then per change the `before` and the
-`after` product keys. ARGV: reserving (1/0), order id, change count, then per change the
-`before` version, the `after` JSON and id, then the outbox pairs. Checks first, writes after:
-a conflict or a known reservation stores nothing."""
+"""KEYS: the 3 outbox keys, the order's reservation marker, the id set, then per change the
+`before` and the `after` product keys. ARGV: reserving (1/0), order id, change count, then per
+change the `before` version, the `after` JSON and id, the reservation's TTL in seconds, then the
+outbox pairs. Checks first, writes after: a conflict or a known reservation stores nothing."""
+
+RESERVATION_TTL_S = int(MAX_AGE_S) + 24 * 3600
+"""A reservation marker outlives every copy of its order.created that JetStream may still deliver
+(the stream keeps a message MAX_AGE_S); kept forever, one per order, they would only grow."""
 
 
 class RedisProductStore:
@@ -91,7 +96,8 @@ class RedisProductStore:
         outbox: Sequence[Envelope],
         reservation_for: str | None = None,
     ) -> CommitResult:
-        keys = [*self.outbox.keys.outbox, self.keys.reservations, self.keys.products]
+        marker = self.keys.reservation(reservation_for or "-")
+        keys = [*self.outbox.keys.outbox, marker, self.keys.products]
         args: list[str | int] = [
             "0" if reservation_for is None else "1",
             reservation_for or "",
@@ -100,6 +106,7 @@ class RedisProductStore:
         for change in changes:
             keys += [self.keys.product(change.before.id), self.keys.product(change.after.id)]
             args += [change.before.version, dumps(product_to_wire(change.after)).decode(), change.after.id]
+        args.append(RESERVATION_TTL_S)
         args += outbox_args(outbox)
         with translated(StoreUnavailable, self._unavailable):
             outcome = CommitResult(await self.client.run(_COMMIT, keys, args))
