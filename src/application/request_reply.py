@@ -8,15 +8,14 @@ from collections.abc import Sequence
 
 import attrs
 
-from application.envelopes import EnvelopeFactory
-from application.ports import Clock, EventPublisher, IdGenerator, Telemetry
+from application.ports import Clock, IdGenerator, Telemetry
 from application.product_fetching import ProductFetcher
+from application.snapshot_requests import AskForSnapshot
 from domain.errors import (
     DependencyUnavailable,
     ProductNotFound,
     ProductServiceUnavailable,
 )
-from domain.events import ProductDetailsRequested
 from domain.products import Product
 
 log = logging.getLogger(__name__)
@@ -68,13 +67,11 @@ class RefreshProductNow:
     """Ask for one product over events; on timeout ask over HTTP; when that fails, the cache."""
 
     pending: PendingReplies
-    publisher: EventPublisher
-    envelopes: EnvelopeFactory
+    ask: AskForSnapshot
     fetcher: ProductFetcher
     clock: Clock
     ids: IdGenerator
     telemetry: Telemetry
-    reply_subject: str
     timeout_s: float
 
     async def __call__(self, product_id: str) -> RefreshedProduct:
@@ -103,12 +100,7 @@ class RefreshProductNow:
         request_id = self.ids.new_id()
         waiter = self.pending.open(request_id)
         try:
-            await self.publisher.publish(
-                self.envelopes.wrap(
-                    ProductDetailsRequested(product_id, request_id, self.reply_subject),
-                    correlation_id=request_id,
-                )
-            )
+            await self.ask(product_id, request_id)
             return await asyncio.wait_for(waiter, self.timeout_s)
         except (TimeoutError, DependencyUnavailable, asyncio.CancelledError) as error:
             task = asyncio.current_task()

@@ -13,8 +13,9 @@ from domain.events import ProductDetailsRequested
 class AskForSnapshot:
     """Publishes `product.details_requested`; the reply lands on `reply_subject` like any other.
 
-    Nobody waits for it: the reply's consumer puts the snapshot in the cache (newest version
-    wins). Used when the cache holds a product too far behind an event to patch it.
+    The reply's consumer puts the snapshot in the cache (newest version wins) and hands it to
+    whoever waits for its request id: the admin refresh does, a cache too far behind an event
+    to patch it does not.
     """
 
     publisher: EventPublisher
@@ -22,8 +23,9 @@ class AskForSnapshot:
     ids: IdGenerator
     reply_subject: str
 
-    async def __call__(self, product_id: str) -> None:
-        request_id = self.ids.new_id()
+    async def __call__(self, product_id: str, request_id: str | None = None) -> None:
+        """`request_id`: one the caller waits for (request-reply); a fresh one otherwise."""
+        request_id = request_id or self.ids.new_id()
         await self.publisher.publish(
             self.envelopes.wrap(
                 ProductDetailsRequested(product_id, request_id, self.reply_subject),

@@ -210,15 +210,11 @@ class OrderService(containers.DeclarativeContainer):
     refresh_product = providers.Singleton(
         RefreshProductNow,
         pending=pending,
-        publisher=publisher,
-        envelopes=envelopes,
+        ask=ask_for_snapshot,
         fetcher=fetcher,
         clock=core.clock,
         ids=core.ids,
         telemetry=core.metrics,
-        reply_subject=providers.Callable(
-            lambda s: reply_subject(PRODUCT_DETAILS_PROVIDED, s.instance_id), settings
-        ),
         timeout_s=providers.Callable(lambda s: s.async_request_timeout_ms / 1000, settings),
     )
     refresh_all = providers.Singleton(

@@ -88,6 +88,7 @@ def build_order_side(
         orders=orders, fetcher=fetcher, flagger=flagger, thresholds=thresholds
     )
     pending = PendingReplies()
+    ask = AskForSnapshot(publisher=publisher, envelopes=envelopes, ids=ids, reply_subject=REPLY_SUBJECT)
     return OrderSide(
         clock=clock,
         ids=ids,
@@ -115,20 +116,16 @@ def build_order_side(
             cache=cache,
             flagger=flagger,
             revalidate=revalidate,
-            ask_for_snapshot=AskForSnapshot(
-                publisher=publisher, envelopes=envelopes, ids=ids, reply_subject=REPLY_SUBJECT
-            ),
+            ask_for_snapshot=ask,
         ),
         pending=pending,
         refresh_product=RefreshProductNow(
             pending=pending,
-            publisher=publisher,
-            envelopes=envelopes,
+            ask=ask,
             fetcher=fetcher,
             clock=clock,
             ids=ids,
             telemetry=metrics,
-            reply_subject=REPLY_SUBJECT,
             timeout_s=timeout_s,
         ),
         refresh_all=RefreshActiveProducts(
