@@ -40,24 +40,23 @@ class ProductEventReactions:
         before this one; the price change must still re-validate the orders (flags are only
         ever added), at the price of the newest version cached when that is newer.
         """
-        await self._patch_cached(
+        cached = await self._patch_cached(
             event.product_id,
             event.version,
             lambda p: attrs.evolve(
                 p, current_price=event.new_price, base_price=event.base_price, version=event.version
             ),
         )
-        cached = (await self.cache.get_many([event.product_id])).get(event.product_id)
         newer = cached is not None and cached.version > event.version
         await self.revalidate(event.product_id, cached.current_price if newer and cached else event.new_price)
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
-        superseded = await self._patch_cached(
+        cached = await self._patch_cached(
             event.product_id,
             event.version,
             lambda p: attrs.evolve(p, status=ProductStatus.DISCONTINUED, version=event.version),
         )
-        if superseded:
+        if cached is not None and cached.version > event.version:
             return  # a newer version is known: it says whether the product is still discontinued
         await self.flagger.flag_orders_holding(event.product_id, OrderFlag.DISCONTINUED_PRODUCT)
 
@@ -90,8 +89,8 @@ class ProductEventReactions:
 
     async def _patch_cached(
         self, product_id: str, version: int, change: Callable[[Product], Product]
-    ) -> bool:
-        """Apply a partial event only on top of the version just before it; True when a newer one is cached.
+    ) -> Product | None:
+        """Apply a partial event only on top of the version just before it; the snapshot read.
 
         A partial event carries one aspect of a change; the full snapshot travels in the
         `product.updated` of the same version. Applying it over an older snapshot would stamp
@@ -100,7 +99,7 @@ class ProductEventReactions:
         cached = (await self.cache.get_many([product_id])).get(product_id)
         if cached is not None and cached.version == version - 1:
             await self.cache.put(change(cached), partial=True)
-        return cached is not None and cached.version > version
+        return cached
 
     async def _superseded(self, product_id: str, version: int) -> bool:
         """True when the cache holds a strictly newer version (an equal one is a redelivery)."""
