@@ -97,3 +97,15 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 def matches_any(patterns: Sequence[str], subject: str) -> bool:
     return any(subject_matches(p, subject) for p in patterns)
+
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""nats-server's default max_payload: the largest message, headers included."""
+
+
+def headers_size(headers: dict[str, str]) -> int:
+    """The bytes `headers` add to a message (`NATS/1.0`, one `key: value` line each, a blank line)."""
+    return len(b"NATS/1.0\r\n\r\n") + sum(
+        len(f"{key}: {value}\r\n".encode()) for key, value in headers.items()
+    )

@@ -45,9 +45,8 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from adapters.broker import DEAD_LETTERS, PRODUCT_EVENTS, matches_any
+from adapters.broker import DEAD_LETTERS, MSG_ID_HEADER, PRODUCT_EVENTS, headers_size, matches_any
 from adapters.nats import JetStreamBroker
-from adapters.nats.broker import MSG_ID_HEADER, headers_size
 from adapters.wire.event_json import encode
 from domain.errors import EventBusUnavailable
 from domain.events import (

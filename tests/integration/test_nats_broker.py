@@ -11,8 +11,15 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 
-from adapters.broker import DEAD_LETTERS, ORDER_EVENTS, PRODUCT_EVENTS, ConsumerSpec, Delivery
-from adapters.nats.broker import MSG_ID_HEADER, headers_size
+from adapters.broker import (
+    DEAD_LETTERS,
+    MSG_ID_HEADER,
+    ORDER_EVENTS,
+    PRODUCT_EVENTS,
+    ConsumerSpec,
+    Delivery,
+    headers_size,
+)
 from adapters.nats.consuming import consumer_name
 from domain.errors import EventBusUnavailable
 from tests.integration.nats_support import Brokers, Recorder, eventually, jetstream_admin, stored_count

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.broker import ConsumerSpec, Delivery, subject_matches
+from adapters.broker import MSG_ID_HEADER, ConsumerSpec, Delivery, headers_size, subject_matches
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.order_store import InMemoryOrderStore
 from adapters.memory.outbox import InMemoryOutbox
@@ -211,3 +211,12 @@ async def test_broker_refuses_while_down_and_for_subjects_no_stream_holds() -> N
     assert not await broker.ping()
     with pytest.raises(EventBusUnavailable):
         await broker.publish("product.created", b"{}", "m-2")
+
+
+async def test_the_in_memory_broker_refuses_what_nats_server_would_refuse_for_size() -> None:
+    broker = InMemoryBroker(max_payload=200)
+    fits = 200 - headers_size({MSG_ID_HEADER: "m-1"})
+    await broker.publish("product.updated", b"x" * fits, "m-1")
+    with pytest.raises(EventBusUnavailable, match="over max_payload 200"):
+        await broker.publish("product.updated", b"x" * (fits + 1), "m-2")
+    assert [m.msg_id for m in broker.messages] == ["m-1"]

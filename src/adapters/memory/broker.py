@@ -13,7 +13,16 @@ import logging
 
 import attrs
 
-from adapters.broker import STREAMS, ConsumerLag, ConsumerSpec, Handler, matches_any
+from adapters.broker import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MSG_ID_HEADER,
+    STREAMS,
+    ConsumerLag,
+    ConsumerSpec,
+    Handler,
+    headers_size,
+    matches_any,
+)
 from adapters.memory.faults import Outage
 from adapters.tasks import cancel_and_wait
 from domain.errors import EventBusUnavailable
@@ -120,6 +129,8 @@ class InMemoryBroker:
     _msg_ids: set[str] = attrs.field(factory=set)
     _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
     _subscriptions: list[_MemorySubscription] = attrs.field(factory=list)
+    max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES
+    """Refused above this, headers counted, as nats-server does: a size bug shows in the unit tier."""
 
     async def start(self) -> None:
         return None
@@ -135,6 +146,11 @@ class InMemoryBroker:
         self.outage.check()
         if not any(matches_any(patterns, subject) for patterns in STREAMS.values()):
             raise EventBusUnavailable(f"no stream holds subject {subject}")
+        size = len(data) + headers_size({MSG_ID_HEADER: msg_id})
+        if size > self.max_payload:
+            raise EventBusUnavailable(
+                f"could not publish {subject}: {size} bytes with headers, over max_payload {self.max_payload}"
+            )
         if msg_id in self._msg_ids:
             return
         self._msg_ids.add(msg_id)

@@ -14,7 +14,15 @@ import logging
 import nats.js.errors
 from nats.js.api import PubAck
 
-from adapters.broker import STREAMS, ConsumerLag, ConsumerSpec, Handler, matches_any
+from adapters.broker import (
+    MSG_ID_HEADER,
+    STREAMS,
+    ConsumerLag,
+    ConsumerSpec,
+    Handler,
+    headers_size,
+    matches_any,
+)
 from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
 from adapters.nats.consuming import JetStreamSubscription, SubjectConsumer
 from domain.errors import EventBusUnavailable
@@ -24,7 +32,6 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 2.0
 PING_TIMEOUT_S = 1.0
 START_WAIT_S = 2.0
-MSG_ID_HEADER = "Nats-Msg-Id"
 
 
 class JetStreamBroker:
@@ -124,10 +131,3 @@ class JetStreamBroker:
 def stream_holds(subject: str) -> bool:
     """Whether one of the streams stores `subject` (asked on every publish, of few subjects)."""
     return any(matches_any(patterns, subject) for patterns in STREAMS.values())
-
-
-def headers_size(headers: dict[str, str]) -> int:
-    """The bytes `headers` add to a message (`NATS/1.0`, one `key: value` line each, a blank line)."""
-    return len(b"NATS/1.0\r\n\r\n") + sum(
-        len(f"{key}: {value}\r\n".encode()) for key, value in headers.items()
-    )

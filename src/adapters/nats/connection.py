@@ -14,6 +14,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, JetStreamManager
 
+from adapters.broker import DEFAULT_MAX_PAYLOAD_BYTES
 from adapters.nats.streams import ensure_streams
 from domain.errors import EventBusUnavailable
 
@@ -28,7 +29,6 @@ RECONNECT_WAIT_S = 1
 PING_INTERVAL_S = 20
 API_TIMEOUT_S = 2.0
 STREAMS_RETRY_MAX_S = 10.0
-DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 def servers_of(urls: str) -> list[str]:
