@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from redis.exceptions import ResponseError
 
 from adapters.memory.order_store import InMemoryOrderStore
 from adapters.nats.streams import MAX_AGE_S
@@ -17,9 +18,10 @@ from adapters.redis.order_store import IDEMPOTENCY_TTL_S, RedisOrderStore
 from adapters.redis.outbox import RedisOutbox
 from adapters.redis.product_cache import RedisProductCache
 from adapters.redis.product_store import RESERVATION_TTL_S, RedisProductStore
-from adapters.redis.small_ports import RedisLock
+from adapters.redis.small_ports import RedisLock, RedisProcessedEvents
 from adapters.wire.converter import loads
 from application.ports import IdempotencyRecord, ProductChange
+from domain.errors import StoreUnavailable
 from domain.orders import OrderFlag
 from entrypoints.apps import build_order_container, build_product_container
 from entrypoints.settings import Settings
@@ -213,3 +215,56 @@ async def test_settings_pick_the_storage_and_nothing_connects_before_use() -> No
     assert in_memory.orders().outbox is in_memory.outbox()
     assert await on_redis.redis_client().ping() is False
     await on_redis.redis_client().close()
+
+
+async def test_commands_of_one_loop_turn_share_one_connection_and_one_round_trip(
+    client: RedisClient,
+) -> None:
+    processed = RedisProcessedEvents(client, ORDERS, ttl_s=60)
+    await asyncio.gather(*(processed.remember(f"e-{n}") for n in range(0, 50, 2)))
+
+    seen = await asyncio.gather(*(processed.seen(f"e-{n}") for n in range(50)))
+
+    assert seen == [n % 2 == 0 for n in range(50)]
+    info = await client.redis.info("clients")
+    assert info["connected_clients"] == 1, "50 concurrent commands went out on one connection"
+
+
+async def test_an_error_in_a_batched_command_reaches_its_caller_only(client: RedisClient) -> None:
+    await client.redis.set("text", "not a number")
+    results = await asyncio.gather(
+        client.batched.execute("INCR", "counter"),
+        client.batched.execute("INCR", "text"),
+        client.batched.execute("GET", "text"),
+        return_exceptions=True,
+    )
+    assert results[0] == 1
+    assert isinstance(results[1], ResponseError)
+    assert results[2] == "not a number"
+
+
+async def test_a_batch_sent_to_a_stopped_server_fails_every_caller_as_an_outage(
+    client: RedisClient, redis_clean: RedisServer
+) -> None:
+    processed = RedisProcessedEvents(client, ORDERS, ttl_s=60)
+    await processed.remember("e-1")
+    redis_clean.stop()
+    try:
+        outcomes = await asyncio.gather(*(processed.seen(f"e-{n}") for n in range(5)), return_exceptions=True)
+        assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    finally:
+        redis_clean.start()
+    assert await processed.seen("e-1") is False, "a fresh server: nothing remembered, and answering"
+
+
+async def test_callers_that_joined_a_batch_are_answered_when_its_first_caller_gives_up(
+    client: RedisClient,
+) -> None:
+    await client.redis.set("k", "v")
+    leader = asyncio.create_task(client.batched.execute("GET", "k"))
+    followers = [asyncio.create_task(client.batched.execute("GET", "k")) for _ in range(2)]
+    await asyncio.sleep(0)  # the leader now waits out the turn, and the two joined it
+    leader.cancel()  # before the leader sends anything
+
+    assert await asyncio.wait_for(asyncio.gather(*followers), 5) == ["v", "v"]
+    assert leader.cancelled()

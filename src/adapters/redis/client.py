@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -39,6 +39,78 @@ class LuaScript:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
 
+class AutoPipeline:
+    """Plain commands issued during one event-loop turn leave together, in one pipeline.
+
+    Concurrent consumers and requests each ask for a key or two; sent one by one, every
+    command pays a pool checkout, a write and a read. Gathered, a turn's commands pay that
+    once (the same idea as ioredis' auto-pipelining). The wait is one loop turn at most; a
+    command's error reaches its own caller, a connection failure every caller of the batch.
+    Not for scripts (EVALSHA needs its NOSCRIPT fallback) nor transactions.
+    """
+
+    def __init__(self, redis: Callable[[], Redis]) -> None:
+        self._redis = redis
+        self._gathering: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def execute(self, *command: Any) -> Any:
+        if self._gathering is not None:  # a batch is gathering this turn: join it
+            waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._gathering.append((command, waiter))
+            return await waiter
+        followers: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._gathering = followers
+        try:
+            await asyncio.sleep(0)  # the rest of this loop turn: what is issued in it joins
+        except asyncio.CancelledError:
+            self._gathering = None
+            self._spawn(followers)
+            raise
+        self._gathering = None
+        if not followers:  # alone: the plain command, no pipeline, no task
+            return await self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
+        own: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._spawn([(command, own), *followers])
+        return await own
+
+    def _spawn(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        """Send in a task of its own: a caller that gives up does not take the batch with it."""
+        batch = [(command, waiter) for command, waiter in batch if not waiter.done()]
+        if batch:
+            task = asyncio.ensure_future(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            redis = self._redis()
+            if len(batch) == 1:
+                [(command, _)] = batch
+                results: list[Any] = [await redis.execute_command(*command)]  # type: ignore[no-untyped-call]
+            else:
+                pipe = redis.pipeline(transaction=False)
+                for command, _ in batch:
+                    pipe.execute_command(*command)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as failure:  # handed to every waiter of the batch
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(failure)
+            return
+        except BaseException:  # cancelled (shutdown): so are its waiters
+            for _, waiter in batch:
+                waiter.cancel()
+            raise
+        for (_, waiter), result in zip(batch, results, strict=True):
+            if waiter.done():
+                continue
+            if isinstance(result, Exception):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+
 class RedisClient:
     """One pool per service, created on first use; nothing connects before a command is sent.
 
@@ -67,6 +139,8 @@ class RedisClient:
             "decode_responses": True,
         }
         self._redis: Redis | None = None
+        self.batched = AutoPipeline(lambda: self.redis)
+        """Plain commands through the auto-pipeline (see AutoPipeline)."""
 
     @property
     def redis(self) -> Redis:

@@ -87,7 +87,9 @@ class RedisProductCache:
         if not ids:
             return {}
         with translated(CacheUnavailable, self._unavailable):
-            values = await self.client.redis.mget([self.keys.cached_product(pid) for pid in ids])
+            values = await self.client.batched.execute(
+                "MGET", *(self.keys.cached_product(pid) for pid in ids)
+            )
         found = {}
         for product_id, value in zip(ids, values, strict=True):
             if value is None:

@@ -76,7 +76,7 @@ class RedisProductStore:
         if not ids:
             return {}
         with translated(StoreUnavailable, self._unavailable):
-            values = await self.client.redis.mget([self.keys.product(pid) for pid in ids])
+            values = await self.client.batched.execute("MGET", *(self.keys.product(pid) for pid in ids))
         return {
             pid: self._decoded(text(raw)) for pid, raw in zip(ids, values, strict=True) if raw is not None
         }

@@ -35,11 +35,13 @@ class RedisProcessedEvents:
 
     async def seen(self, event_id: str) -> bool:
         with translated(StoreUnavailable, self._unavailable):
-            return bool(await self.client.redis.exists(self.keys.processed_event(event_id)))
+            return bool(await self.client.batched.execute("EXISTS", self.keys.processed_event(event_id)))
 
     async def remember(self, event_id: str) -> None:
         with translated(StoreUnavailable, self._unavailable):
-            await self.client.redis.set(self.keys.processed_event(event_id), "1", px=self.ttl_ms)
+            await self.client.batched.execute(
+                "SET", self.keys.processed_event(event_id), "1", "PX", self.ttl_ms
+            )
 
 
 class RedisLock:
