@@ -1,8 +1,8 @@
 """The HTTP baseline: an aiohttp JSON hello world, `python -m bench.hello --port P`.
 
 It answers every path and method: reads the JSON body when there is one and answers a small
-JSON document with 201, through the same event loop (uvloop where installed) and aiohttp server as the
-services (no access log, as `order-service serve` runs).
+JSON document with 201, through the same event loop (uvloop where installed) and aiohttp server
+as the services (no access log, as `order-service serve` runs).
 """
 
 from __future__ import annotations

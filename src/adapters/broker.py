@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
+
+from domain.errors import EventBusUnavailable
 
 PRODUCT_EVENTS = "PRODUCT_EVENTS"
 ORDER_EVENTS = "ORDER_EVENTS"
@@ -109,3 +112,21 @@ def headers_size(headers: dict[str, str]) -> int:
     return len(b"NATS/1.0\r\n\r\n") + sum(
         len(f"{key}: {value}\r\n".encode()) for key, value in headers.items()
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def stream_holds(subject: str) -> bool:
+    """Whether one of the streams stores `subject` (asked on every publish, of few subjects)."""
+    return any(matches_any(patterns, subject) for patterns in STREAMS.values())
+
+
+def refuse_unpublishable(subject: str, data: bytes, msg_id: str, max_payload: int) -> None:
+    """EventBusUnavailable for a message no stream stores, or over `max_payload` with its
+    `Nats-Msg-Id` header counted (nats-server counts headers; nats-py checks the payload alone)."""
+    if not stream_holds(subject):
+        raise EventBusUnavailable(f"no stream holds subject {subject}")
+    size = len(data) + headers_size({MSG_ID_HEADER: msg_id})
+    if size > max_payload:
+        raise EventBusUnavailable(
+            f"could not publish {subject}: {size} bytes with headers, over max_payload {max_payload}"
+        )

@@ -67,10 +67,14 @@ class ProductEventReactions:
         the cache is more than one version behind it, the whole snapshot is asked for: without
         it the cache would keep the old stock until the product next changes.
         """
-        cached = (await self.cache.get_many([event.product_id])).get(event.product_id)
-        if cached is None or cached.version >= event.version:
-            return
-        if cached.version < event.version - 1:
+        cached = await self._patch_cached(
+            event.product_id,
+            event.version,
+            lambda p: attrs.evolve(
+                p, quantity_available=event.quantity_available, version=event.version, updated_at=changed_at
+            ),
+        )
+        if cached is not None and cached.version < event.version - 1:
             log.info(
                 "product %s cached at version %s, event at %s: asking for the snapshot",
                 event.product_id,
@@ -78,14 +82,6 @@ class ProductEventReactions:
                 event.version,
             )
             await self.ask_for_snapshot(event.product_id)
-            return
-        patched = attrs.evolve(
-            cached,
-            quantity_available=event.quantity_available,
-            version=event.version,
-            updated_at=changed_at,
-        )
-        await self.cache.put(patched, partial=True)
 
     async def _patch_cached(
         self, product_id: str, version: int, change: Callable[[Product], Product]

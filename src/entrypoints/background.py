@@ -65,7 +65,7 @@ async def relay_outbox_forever(
             await relay()
             if relay.pending is not None:
                 metrics.outbox_pending.set(relay.pending)
-            if relay.stalled:  # the bus is down, or another instance holds the lease
+            if relay.stalled:  # the bus refused what the pass had in hand
                 backoff = min(backoff * 2, RELAY_MAX_BACKOFF_S)
                 delay, woken_by = backoff, None
             elif relay.more:

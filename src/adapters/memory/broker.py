@@ -15,13 +15,11 @@ import attrs
 
 from adapters.broker import (
     DEFAULT_MAX_PAYLOAD_BYTES,
-    MSG_ID_HEADER,
-    STREAMS,
     ConsumerLag,
     ConsumerSpec,
     Handler,
-    headers_size,
     matches_any,
+    refuse_unpublishable,
 )
 from adapters.memory.faults import Outage
 from adapters.tasks import cancel_and_wait
@@ -144,13 +142,7 @@ class InMemoryBroker:
 
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
         self.outage.check()
-        if not any(matches_any(patterns, subject) for patterns in STREAMS.values()):
-            raise EventBusUnavailable(f"no stream holds subject {subject}")
-        size = len(data) + headers_size({MSG_ID_HEADER: msg_id})
-        if size > self.max_payload:
-            raise EventBusUnavailable(
-                f"could not publish {subject}: {size} bytes with headers, over max_payload {self.max_payload}"
-            )
+        refuse_unpublishable(subject, data, msg_id, self.max_payload)
         if msg_id in self._msg_ids:
             return
         self._msg_ids.add(msg_id)

@@ -8,7 +8,6 @@ False. No nats-py exception leaves this package.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 
 import nats.js.errors
@@ -16,12 +15,10 @@ from nats.js.api import PubAck
 
 from adapters.broker import (
     MSG_ID_HEADER,
-    STREAMS,
     ConsumerLag,
     ConsumerSpec,
     Handler,
-    headers_size,
-    matches_any,
+    refuse_unpublishable,
 )
 from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
 from adapters.nats.consuming import JetStreamSubscription, SubjectConsumer
@@ -63,8 +60,7 @@ class JetStreamBroker:
         await self._connection.close()
 
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
-        if not stream_holds(subject):
-            raise EventBusUnavailable(f"no stream holds subject {subject}")
+        refuse_unpublishable(subject, data, msg_id, self._connection.max_payload)
         try:
             ack = await self._publish_once(subject, data, msg_id)
         except nats.js.errors.NoStreamResponseError:
@@ -115,19 +111,4 @@ class JetStreamBroker:
 
     async def _publish_once(self, subject: str, data: bytes, msg_id: str) -> PubAck:
         js = self._connection.jetstream()  # fails at once while disconnected: nothing is buffered
-        headers = {MSG_ID_HEADER: msg_id}
-        size = len(data) + headers_size(headers)
-        if size > self._connection.max_payload:
-            # nats-py checks the payload alone; the server counts the headers too and drops the
-            # connection of a client that sends more (nats-py may then close it for good)
-            raise EventBusUnavailable(
-                f"could not publish {subject}: {size} bytes with headers, over the server's "
-                f"max_payload of {self._connection.max_payload}"
-            )
-        return await js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers=headers)
-
-
-@functools.lru_cache(maxsize=1024)
-def stream_holds(subject: str) -> bool:
-    """Whether one of the streams stores `subject` (asked on every publish, of few subjects)."""
-    return any(matches_any(patterns, subject) for patterns in STREAMS.values())
+        return await js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={MSG_ID_HEADER: msg_id})
