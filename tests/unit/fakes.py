@@ -84,11 +84,22 @@ class RecordingPublisher:
         self.published: list[tuple[str, Envelope]] = []
         self.down = False
         self.fail_after: int | None = None
+        self.ack_turns = 0
+        """Loop turns a publish waits for its ack, as over a network; 0 answers at once."""
+        self.in_flight = 0
+        self.most_in_flight = 0
 
     async def publish(self, envelope: Envelope, subject: str | None = None) -> None:
-        if self.down or (self.fail_after is not None and len(self.published) >= self.fail_after):
-            raise EventBusUnavailable("simulated event bus outage")
-        self.published.append((subject or envelope.type, envelope))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(self.ack_turns):
+                await asyncio.sleep(0)
+            if self.down or (self.fail_after is not None and len(self.published) >= self.fail_after):
+                raise EventBusUnavailable("simulated event bus outage")
+            self.published.append((subject or envelope.type, envelope))
+        finally:
+            self.in_flight -= 1
 
     @property
     def envelopes(self) -> list[Envelope]:

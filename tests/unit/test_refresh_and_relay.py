@@ -11,7 +11,7 @@ from adapters.memory.broker import InMemoryBroker
 from adapters.publisher import BrokerEventPublisher
 from application.create_order import CreateOrder
 from application.outbox_relay import RELAY_LEASE, RelayOutbox
-from application.refresh import REFRESH_LOCK
+from application.refresh import PUBLISH_WINDOW, REFRESH_LOCK
 from domain.errors import EventBusUnavailable
 from domain.events import (
     ORDER_CREATED,
@@ -50,6 +50,38 @@ async def test_refresh_asks_for_active_products_in_chunks_of_the_batch_size() ->
     assert [len(b.product_ids) for b in batches] == [50, 50, 20]
     assert [pid for b in batches for pid in b.product_ids] == sorted(ids)
     assert side.clock.sleeps == [1.0, 1.0]
+
+
+async def test_with_a_delay_the_batches_go_one_at_a_time() -> None:
+    side = build_order_side(batch_size=10, batch_delay_s=1.0)
+    side.publisher.ack_turns = 3
+    await cache_products(side, 50)
+    await side.refresh_all()
+    assert side.publisher.most_in_flight == 1
+    assert side.clock.sleeps == [1.0] * 4
+
+
+async def test_without_a_delay_the_batches_overlap_their_acks_within_the_window() -> None:
+    side = build_order_side(batch_size=10, batch_delay_s=0)
+    side.publisher.ack_turns = 3
+    ids = await cache_products(side, 200)
+    report = await side.refresh_all()
+    assert (report.products, report.batches) == (200, 20)
+    assert side.publisher.most_in_flight == PUBLISH_WINDOW
+    assert sorted(pid for b in requests_of(side) for pid in b.product_ids) == sorted(ids)
+    assert side.clock.sleeps == []
+
+
+async def test_without_a_delay_a_failed_publish_stops_the_run_and_nothing_stays_in_flight() -> None:
+    side = build_order_side(batch_size=10, batch_delay_s=0)
+    side.publisher.ack_turns = 3
+    side.publisher.fail_after = 5
+    await cache_products(side, 200)
+    with pytest.raises(EventBusUnavailable):
+        await side.refresh_all()
+    assert side.publisher.in_flight == 0
+    assert len(requests_of(side)) < 5 + PUBLISH_WINDOW
+    assert await side.lock.acquire(REFRESH_LOCK, 300), "the lock was released"
 
 
 async def test_refresh_requests_are_in_refresh_mode_and_correlated(order_side: OrderSide) -> None:
