@@ -40,47 +40,57 @@ class LuaScript:
 
 
 class AutoPipeline:
-    """Plain commands issued during one event-loop turn leave together, in one pipeline.
+    """Plain commands sent while another send is in flight leave together, in one pipeline.
 
     Concurrent consumers and requests each ask for a key or two; sent one by one, every
-    command pays a pool checkout, a write and a read. Gathered, a turn's commands pay that
-    once (the same idea as ioredis' auto-pipelining). The wait is one loop turn at most; a
-    command's error reaches its own caller, a connection failure every caller of the batch.
-    Not for scripts (EVALSHA needs its NOSCRIPT fallback) nor transactions.
+    command pays a pool checkout, a write and a read. Gathered, they pay that once (the idea
+    of ioredis' auto-pipelining, with Nagle's trigger): an idle client sends a command at once,
+    and what is issued while that send is out waits for it, then leaves as one batch. A lone
+    caller never waits; under load the batches grow with the round trip. At most one send is
+    in flight, so the commands of a service share one connection. A command's error reaches
+    its own caller, a connection failure every caller of the batch. Not for scripts (EVALSHA
+    needs its NOSCRIPT fallback) nor transactions.
     """
 
     def __init__(self, redis: Callable[[], Redis]) -> None:
         self._redis = redis
-        self._gathering: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] | None = None
+        self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._busy = False
         self._sending: set[asyncio.Task[None]] = set()
 
     async def execute(self, *command: Any) -> Any:
-        if self._gathering is not None:  # a batch is gathering this turn: join it
+        if self._busy:  # a send is out: join the next batch
             waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._gathering.append((command, waiter))
+            self._queued.append((command, waiter))
             return await waiter
-        followers: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._gathering = followers
+        self._busy = True
         try:
-            await asyncio.sleep(0)  # the rest of this loop turn: what is issued in it joins
-        except asyncio.CancelledError:
-            self._gathering = None
-            self._spawn(followers)
-            raise
-        self._gathering = None
-        if not followers:  # alone: the plain command, no pipeline, no task
             return await self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
-        own: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._spawn([(command, own), *followers])
-        return await own
+        finally:
+            self._send_queued()
 
-    def _spawn(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        """Send in a task of its own: a caller that gives up does not take the batch with it."""
-        batch = [(command, waiter) for command, waiter in batch if not waiter.done()]
-        if batch:
-            task = asyncio.ensure_future(self._send(batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+    def _send_queued(self) -> None:
+        """What queued meanwhile leaves now, in a task of its own: its callers are not ours to
+        cancel, and a caller that gives up does not take the batch with it."""
+        if not self._queued:
+            self._busy = False
+            return
+        task = asyncio.ensure_future(self._drain())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                batch = [(command, waiter) for command, waiter in batch if not waiter.done()]
+                if batch:
+                    await self._send(batch)
+        finally:
+            self._busy = False
+            for _, waiter in self._queued:  # only on cancellation (shutdown)
+                waiter.cancel()
+            self._queued = []
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
