@@ -230,6 +230,23 @@ async def test_commands_of_one_loop_turn_share_one_connection_and_one_round_trip
     assert info["connected_clients"] == 1, "50 concurrent commands went out on one connection"
 
 
+async def test_scripts_and_plain_commands_of_concurrent_callers_share_one_connection(
+    client: RedisClient,
+) -> None:
+    cache = RedisProductCache(client, Keyspace(ORDER_SERVICE), ttl_s=60)
+    processed = RedisProcessedEvents(client, ORDERS, ttl_s=60)
+
+    stored = await asyncio.gather(
+        *(cache.put(a_product(f"p-{n}")) for n in range(30)),
+        *(processed.seen(f"e-{n}") for n in range(30)),
+    )
+
+    assert stored == [True] * 30 + [False] * 30
+    assert len(await cache.get_many([f"p-{n}" for n in range(30)])) == 30
+    info = await client.redis.info("clients")
+    assert info["connected_clients"] == 1, "60 concurrent scripts and reads went out on one connection"
+
+
 async def test_an_error_in_a_batched_command_reaches_its_caller_only(client: RedisClient) -> None:
     await client.redis.set("text", "not a number")
     results = await asyncio.gather(

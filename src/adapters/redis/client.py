@@ -48,8 +48,8 @@ class AutoPipeline:
     and what is issued while that send is out waits for it, then leaves as one batch. A lone
     caller never waits; under load the batches grow with the round trip. At most one send is
     in flight, so the commands of a service share one connection. A command's error reaches
-    its own caller, a connection failure every caller of the batch. Not for scripts (EVALSHA
-    needs its NOSCRIPT fallback) nor transactions.
+    its own caller, a connection failure every caller of the batch. Scripts go through it too
+    (RedisClient.run handles NOSCRIPT); transactions do not.
     """
 
     def __init__(self, redis: Callable[[], Redis]) -> None:
@@ -68,6 +68,21 @@ class AutoPipeline:
             return await self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
         finally:
             self._send_queued()
+
+    async def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The commands' replies in order; an error, a command's own or the batch's connection
+        failure, is the reply, not raised. They leave together, now or with the next batch."""
+        loop = asyncio.get_running_loop()
+        batch = [(command, loop.create_future()) for command in commands]
+        if self._busy:
+            self._queued.extend(batch)
+            return list(await asyncio.gather(*(waiter for _, waiter in batch), return_exceptions=True))
+        self._busy = True
+        try:
+            await self._send(batch)
+        finally:
+            self._send_queued()
+        return [waiter.exception() or waiter.result() for _, waiter in batch]
 
     def _send_queued(self) -> None:
         """What queued meanwhile leaves now, in a task of its own: its callers are not ours to
@@ -160,28 +175,31 @@ class RedisClient:
         return self._redis
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """The script on `keys` and `args`, auto-pipelined with whatever else is going out."""
         try:
-            return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            return await self.batched.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             # a restarted server has an empty script cache; EVAL runs and caches it again
-            return await self.redis.eval(script.source, len(keys), *keys, *args)
+            return await self.batched.execute("EVAL", script.source, len(keys), *keys, *args)
 
     async def run_many(
         self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
     ) -> list[Any]:
-        """`run` for each (keys, args), pipelined: one round trip for all of them."""
-
-        async def pipelined() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            return list(await pipe.execute())
-
-        try:
-            return await pipelined()
-        except NoScriptError:
-            await self.redis.script_load(script.source)
-            return await pipelined()
+        """`run` for each (keys, args), all in one round trip; the first error is raised."""
+        replies = await self.batched.execute_many(
+            [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        )
+        forgotten = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if forgotten:
+            retried = await self.batched.execute_many(
+                [("EVAL", script.source, len(calls[n][0]), *calls[n][0], *calls[n][1]) for n in forgotten]
+            )
+            for n, reply in zip(forgotten, retried, strict=True):
+                replies[n] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def ping(self) -> bool:
         """For readiness: True when the server answers within a couple of seconds."""

@@ -137,21 +137,21 @@ class RedisOrderStore:
 
     async def idempotency_record(self, key: str) -> IdempotencyRecord | None:
         with translated(StoreUnavailable, self._unavailable):
-            raw = await self.client.redis.get(self.keys.idempotency(key))
+            raw = await self.client.batched.execute("GET", self.keys.idempotency(key))
         return None if raw is None else self._decoded(_record_from_json, text(raw))
 
     async def ids_holding(self, product_id: str) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
-            return sorted(texts(await self.client.redis.smembers(self.keys.orders_holding(product_id))))
+            return sorted(texts(await self.client.batched.execute("SMEMBERS", self.keys.orders_holding(product_id))))
 
     async def ids_flagged(self, flag: OrderFlag) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
-            return sorted(texts(await self.client.redis.smembers(self.keys.orders_flagged(str(flag)))))
+            return sorted(texts(await self.client.batched.execute("SMEMBERS", self.keys.orders_flagged(str(flag)))))
 
     async def recent_ids(self, limit: int) -> list[str]:
         """The newest `limit`, oldest of them first (all of them for 0, as the twin's slice does)."""
         with translated(StoreUnavailable, self._unavailable):
-            ids = await self.client.redis.zrange(self.keys.orders_by_time, -limit, -1)
+            ids = await self.client.batched.execute("ZRANGE", self.keys.orders_by_time, -limit, -1)
         return texts(cast("list[str]", ids))
 
     async def add_flag(self, order_id: str, flag: OrderFlag) -> bool:

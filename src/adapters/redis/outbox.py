@@ -93,4 +93,4 @@ class RedisOutbox:
 
     async def count(self) -> int:
         with translated(StoreUnavailable, self._unavailable):
-            return int(await self.client.redis.zcard(self.keys.outbox_queue))
+            return int(await self.client.batched.execute("ZCARD", self.keys.outbox_queue))

@@ -116,7 +116,7 @@ class RedisProductStore:
 
     async def all_ids(self) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
-            return sorted(texts(await self.client.redis.smembers(self.keys.products)))
+            return sorted(texts(await self.client.batched.execute("SMEMBERS", self.keys.products)))
 
     def _decoded(self, raw: str) -> Product:
         try:
