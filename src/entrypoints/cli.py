@@ -21,6 +21,7 @@ from entrypoints.apps import (
     create_product_app,
 )
 from entrypoints.demo import DEMO_PRODUCTS, seed_demo_catalog
+from entrypoints.heap import freeze_startup_heap
 from entrypoints.http.product_api import PRODUCT_SERVICE
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, SettingsError
@@ -96,6 +97,7 @@ async def _serve(sites: list[tuple[web.Application, str, int]], banner: str | No
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             runners.append(runner)
+        freeze_startup_heap()  # started: what exists now lives as long as the process
         if banner:
             print(banner, flush=True)
         stop = asyncio.Event()
