@@ -46,7 +46,7 @@ class AutoPipeline:
     command pays a pool checkout, a write and a read. Gathered, a turn's commands pay that
     once (the same idea as ioredis' auto-pipelining). The wait is one loop turn at most; a
     command's error reaches its own caller, a connection failure every caller of the batch.
-    Not for scripts (EVALSHA needs its NOSCRIPT fallback) nor transactions.
+    Scripts go through `RedisClient.run`, which adds the NOSCRIPT fallback; not for transactions.
     """
 
     def __init__(self, redis: Callable[[], Redis]) -> None:
@@ -150,8 +150,9 @@ class RedisClient:
         return self._redis
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """EVALSHA through the auto-pipeline: concurrent scripts share a round trip too."""
         try:
-            return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            return await self.batched.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             # a restarted server has an empty script cache; EVAL runs and caches it again
             return await self.redis.eval(script.source, len(keys), *keys, *args)

@@ -142,11 +142,15 @@ class RedisOrderStore:
 
     async def ids_holding(self, product_id: str) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
-            return sorted(texts(await self.client.redis.smembers(self.keys.orders_holding(product_id))))
+            return sorted(
+                texts(await self.client.batched.execute("SMEMBERS", self.keys.orders_holding(product_id)))
+            )
 
     async def ids_flagged(self, flag: OrderFlag) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
-            return sorted(texts(await self.client.redis.smembers(self.keys.orders_flagged(str(flag)))))
+            return sorted(
+                texts(await self.client.batched.execute("SMEMBERS", self.keys.orders_flagged(str(flag))))
+            )
 
     async def recent_ids(self, limit: int) -> list[str]:
         """The newest `limit`, oldest of them first (all of them for 0, as the twin's slice does)."""
