@@ -235,13 +235,13 @@ class InprocBench:
         )
         counts = SettleCounts(len(ids))
 
-        async def handler(delivery: Delivery) -> None:
-            await consumer(CountingDelivery(delivery, counts))
+        async def handler(deliveries: Sequence[Delivery]) -> None:  # as subscribe_consumers does
+            await consumer.handle_batch([CountingDelivery(delivery, counts) for delivery in deliveries])
 
         assert self.settings.redis_url is not None
         calls_before = await redis_calls(self.settings.redis_url)
         started = time.perf_counter()
-        subscription = await c.core.broker().subscribe(spec, handler)
+        subscription = await c.core.broker().subscribe_batches(spec, handler)
         try:
             await asyncio.wait_for(counts.done.wait(), APPLY_TIMEOUT_S)
         except TimeoutError:

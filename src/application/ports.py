@@ -161,6 +161,10 @@ class ProcessedEvents(Protocol):
 
     async def seen(self, event_id: str) -> bool: ...
 
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of `event_ids` that are remembered, asked in one look-up."""
+        ...
+
     async def remember(self, event_id: str) -> None: ...
 
 

@@ -13,7 +13,8 @@ import base64
 import codecs
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -61,20 +62,53 @@ class EventConsumer:
     redeliver it on its own, uncounted, and finally drop it after max_deliver."""
 
     async def __call__(self, delivery: Delivery) -> None:
-        try:
-            envelope = decode(delivery.data)
-            if not carried_on_its_subject(envelope.type, delivery.subject):
-                raise UndecodableEvent(f"a {envelope.type} envelope arrived on {delivery.subject}")
-            handler = self.handlers.get(envelope.type)
-            if handler is None:
-                raise UndecodableEvent(f"{self.name} does not handle {envelope.type}")
-        except UndecodableEvent as poison:
-            await self._dead_letter(delivery, poison.message, event_type="unknown")
+        await self.handle_batch([delivery])
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Deliveries fetched together: their ids are looked up in one step, then each is
+        applied and settled on its own, concurrently. Every delivery is settled, or the error
+        that kept one unsettled is raised once all of them are done."""
+        decoded: list[tuple[Delivery, Envelope, EventHandler]] = []
+        poisoned: list[tuple[Delivery, str]] = []
+        for delivery in deliveries:
+            try:
+                decoded.append(self._routed(delivery))
+            except UndecodableEvent as poison:
+                poisoned.append((delivery, poison.message))
+        seen = await self._seen_among([envelope.id for _, envelope, _ in decoded])
+        jobs: list[Coroutine[Any, Any, None]] = [
+            self._dead_letter(delivery, reason, event_type="unknown") for delivery, reason in poisoned
+        ]
+        for delivery, envelope, handler in decoded:
+            if envelope.id in seen:
+                jobs.append(self._duplicate(delivery, envelope))
+            else:
+                jobs.append(self._apply(delivery, envelope, handler))
+        if len(jobs) == 1:
+            await jobs[0]
             return
-        if await self._seen(envelope):
-            await delivery.ack()
-            self._count(envelope.type, "duplicate")
-            return
+        failures = [
+            outcome
+            for outcome in await asyncio.gather(*jobs, return_exceptions=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if failures:
+            raise failures[0]
+
+    def _routed(self, delivery: Delivery) -> tuple[Delivery, Envelope, EventHandler]:
+        envelope = decode(delivery.data)
+        if not carried_on_its_subject(envelope.type, delivery.subject):
+            raise UndecodableEvent(f"a {envelope.type} envelope arrived on {delivery.subject}")
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            raise UndecodableEvent(f"{self.name} does not handle {envelope.type}")
+        return delivery, envelope, handler
+
+    async def _duplicate(self, delivery: Delivery, envelope: Envelope) -> None:
+        await delivery.ack()
+        self._count(envelope.type, "duplicate")
+
+    async def _apply(self, delivery: Delivery, envelope: Envelope, handler: EventHandler) -> None:
         try:
             async with asyncio.timeout(self.handler_timeout_s):
                 await handler(envelope)
@@ -107,11 +141,13 @@ class EventConsumer:
             },
         )
 
-    async def _seen(self, envelope: Envelope) -> bool:
+    async def _seen_among(self, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
         try:
-            return await self.processed.seen(envelope.id)
+            return await self.processed.seen_among(event_ids)
         except DependencyUnavailable:
-            return False  # effects are idempotent; a rare second effect beats stalling
+            return set()  # effects are idempotent; a rare second effect beats stalling
 
     async def _retry_or_give_up(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
         if delivery.attempt >= self.max_deliver:
@@ -190,7 +226,7 @@ async def subscribe_consumers(
 ) -> list[Subscription]:
     """One EventConsumer per spec, all dispatching to `handlers`."""
     return [
-        await broker.subscribe(
+        await broker.subscribe_batches(
             spec,
             EventConsumer(
                 name=spec.name,
@@ -201,7 +237,7 @@ async def subscribe_consumers(
                 clock=clock,
                 max_deliver=spec.max_deliver,
                 handler_timeout_s=spec.ack_wait_s * HANDLER_SHARE_OF_ACK_WAIT,
-            ),
+            ).handle_batch,
         )
         for spec in specs
     ]

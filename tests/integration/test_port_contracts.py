@@ -381,6 +381,17 @@ async def test_a_remembered_event_is_seen_until_its_ttl_ends(backend: Backend) -
     assert await processed.seen("e-1") is False
 
 
+async def test_the_remembered_ones_among_many_ids_are_told_in_one_look_up(backend: Backend) -> None:
+    processed = backend.processed(SHORT_TTL_S)
+    assert await processed.seen_among([]) == set()
+    await processed.remember("e-1")
+    await processed.remember("e-3")
+
+    assert await processed.seen_among(["e-1", "e-2", "e-3", "e-1"]) == {"e-1", "e-3"}
+    await asyncio.sleep(PAST_SHORT_TTL_S)
+    assert await processed.seen_among(["e-1", "e-3"]) == set()
+
+
 async def test_a_lock_is_held_once_until_released_or_expired(backend: Backend) -> None:
     lock = backend.lock()
 

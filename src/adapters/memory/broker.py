@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import attrs
 
 from adapters.broker import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    BatchHandler,
     ConsumerLag,
     ConsumerSpec,
+    Delivery,
     Handler,
     matches_any,
     refuse_unpublishable,
@@ -91,30 +94,38 @@ class _Consumer:
 
 @attrs.define(eq=False)
 class _MemorySubscription:
+    """`workers` loops, each taking up to `batch` queued messages at a time."""
+
     consumer: _Consumer
-    handler: Handler
+    handler: BatchHandler
+    workers: int
+    batch: int
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
 
     def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self._work(), name=f"consume-{self.consumer.spec.name}")
-            for _ in range(self.consumer.spec.concurrency)
+            for _ in range(self.workers)
         ]
 
     async def _work(self) -> None:
+        queue = self.consumer.queue
         while True:
-            message, attempt = await self.consumer.queue.get()
-            delivery = _MemoryDelivery(message, attempt, self.consumer)
-            self.consumer.delivered += 1
+            taken = [await queue.get()]
+            while len(taken) < self.batch and not queue.empty():
+                taken.append(queue.get_nowait())
+            deliveries = [_MemoryDelivery(message, attempt, self.consumer) for message, attempt in taken]
+            self.consumer.delivered += len(deliveries)
             try:
                 # not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the handler
                 # finishes, and stop() would then wait forever on this loop
                 async with asyncio.timeout(self.consumer.spec.ack_wait_s):
-                    await self.handler(delivery)
+                    await self.handler(deliveries)
             except Exception:
-                log.exception("handler failed on %s", message.subject)
-            if not delivery.settled:
-                self.consumer.redeliver(message, attempt, 0.0)
+                log.exception("handler failed on %s", deliveries[0].subject)
+            for delivery in deliveries:
+                if not delivery.settled:
+                    self.consumer.redeliver(delivery.message, delivery.attempt, 0.0)
 
     async def stop(self) -> None:
         await cancel_and_wait(self.tasks)
@@ -152,6 +163,22 @@ class InMemoryBroker:
             consumer.offer(message)
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
+        """One message at a time in each of `spec.concurrency` loops."""
+
+        async def one(deliveries: Sequence[Delivery]) -> None:
+            [delivery] = deliveries
+            await handler(delivery)
+
+        return self._subscribe(spec, one, workers=spec.concurrency, batch=1)
+
+    async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> _MemorySubscription:
+        """Batches of up to `spec.batch_size`, as many loops as keep `spec.concurrency` in flight."""
+        workers = max(spec.concurrency // spec.batch_size, 1)
+        return self._subscribe(spec, handler, workers=workers, batch=spec.batch_size)
+
+    def _subscribe(
+        self, spec: ConsumerSpec, handler: BatchHandler, workers: int, batch: int
+    ) -> _MemorySubscription:
         consumer = self._consumers.get(spec.name) if spec.durable else None
         if consumer is None:
             consumer = _Consumer(spec)
@@ -160,7 +187,7 @@ class InMemoryBroker:
                 for message in self.messages:
                     consumer.offer(message)
             self._consumers[spec.name if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
-        subscription = _MemorySubscription(consumer, handler)
+        subscription = _MemorySubscription(consumer, handler, workers, batch)
         subscription.start()
         self._subscriptions.append(subscription)
         return subscription

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import nats.errors
@@ -103,14 +103,53 @@ async def _translated(settle: Awaitable[None]) -> None:
         raise EventBusUnavailable(f"could not settle the message: {error!r}") from error
 
 
+DeliveriesHandler = Callable[[Sequence[JetStreamDelivery]], Awaitable[None]]
+
+
+def one_at_a_time(handler: Handler) -> DeliveriesHandler:
+    """A per-delivery handler over a fetched batch: each delivery runs on its own, concurrently,
+    and one that fails is settled alone (the others keep their outcome)."""
+
+    async def alone(delivery: JetStreamDelivery) -> None:
+        try:
+            await handler(delivery)
+        except Exception:
+            log.exception(
+                "handler failed on %s; redelivery in %.1fs", delivery.subject, FAILED_HANDLER_DELAY_S
+            )
+            await settle_unsettled([delivery], FAILED_HANDLER_DELAY_S)
+
+    async def each(deliveries: Sequence[JetStreamDelivery]) -> None:
+        if len(deliveries) == 1:
+            await alone(deliveries[0])
+        else:
+            await asyncio.gather(*map(alone, deliveries))
+
+    return each
+
+
+async def settle_unsettled(deliveries: Sequence[JetStreamDelivery], delay_s: float) -> None:
+    for delivery in deliveries:
+        if delivery.settled:
+            continue
+        try:
+            await delivery.nak(delay_s)
+        except EventBusUnavailable as error:
+            log.warning("could not nak %s (ack_wait will redeliver it): %s", delivery.subject, error.message)
+
+
 @attrs.define(eq=False)
 class SubjectConsumer:
-    """One JetStream pull consumer and the loop that fetches from it and runs the handler."""
+    """One JetStream pull consumer and the loop that fetches from it and runs the handler.
+
+    Each fetched batch (at most `spec.batch_size`) goes to the handler in one task, under one
+    deadline; batches are fetched while fewer than `spec.concurrency` messages are in flight.
+    """
 
     connection: NatsConnection
     spec: ConsumerSpec
     subject: str
-    handler: Handler
+    handler: DeliveriesHandler
     name: str
     stream: str
     _psub: JetStreamContext.PullSubscription | None = None
@@ -118,12 +157,14 @@ class SubjectConsumer:
     """The connection incarnation `_psub` belongs to: a closed client's subscription is dead."""
     _ensured_generation: int = -1
     _checked_at: float = 0.0
-    _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
+    _in_flight: dict[asyncio.Task[None], int] = attrs.field(factory=dict)
+    """Each batch's task and how many messages it holds."""
+    _busy: int = 0
     _fetcher: asyncio.Task[None] | None = None
 
     @classmethod
     def of(
-        cls, connection: NatsConnection, spec: ConsumerSpec, subject: str, handler: Handler
+        cls, connection: NatsConnection, spec: ConsumerSpec, subject: str, handler: DeliveriesHandler
     ) -> SubjectConsumer:
         name = consumer_name(spec.name, subject)
         if not spec.durable:
@@ -141,7 +182,9 @@ class SubjectConsumer:
             with contextlib.suppress(*NATS_FAILURES):
                 await psub.unsubscribe()
         if self._in_flight:
-            _, late = await asyncio.wait(self._in_flight, timeout=min(STOP_GRACE_S, self.spec.ack_wait_s))
+            _, late = await asyncio.wait(
+                list(self._in_flight), timeout=min(STOP_GRACE_S, self.spec.ack_wait_s)
+            )
             await cancel_and_wait(late)
         if not self.spec.durable and self.connection.is_connected:
             with contextlib.suppress(*BUS_FAILURES):
@@ -220,7 +263,7 @@ class SubjectConsumer:
                 await self._wait_for_a_free_slot()
                 assert self._psub is not None
                 fetching = True
-                messages = await self._psub.fetch(self._free_slots(), timeout=FETCH_TIMEOUT_S)
+                messages = await self._psub.fetch(self._next_batch(), timeout=FETCH_TIMEOUT_S)
             except TimeoutError as error:
                 if fetching:
                     # Nothing new (nats-py raises its own or asyncio's TimeoutError for an idle
@@ -244,42 +287,37 @@ class SubjectConsumer:
                 continue
             delay = RETRY_MIN_S
             self._checked_at = time.monotonic()
-            for msg in messages:
-                task = asyncio.create_task(self._handle(msg), name=f"handle-{self.name}")
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+            if messages:
+                task = asyncio.create_task(self._handle(messages), name=f"handle-{self.name}")
+                self._in_flight[task] = len(messages)
+                self._busy += len(messages)
+                task.add_done_callback(self._batch_done)
 
-    def _free_slots(self) -> int:
-        return max(self.spec.concurrency - len(self._in_flight), 1)
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._busy -= self._in_flight.pop(task, 0)
+
+    def _next_batch(self) -> int:
+        return max(min(self.spec.concurrency - self._busy, self.spec.batch_size), 1)
 
     async def _wait_for_a_free_slot(self) -> None:
-        while len(self._in_flight) >= self.spec.concurrency:
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        while self._busy >= self.spec.concurrency:
+            await asyncio.wait(list(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
 
-    async def _handle(self, msg: Msg) -> None:
-        delivery = JetStreamDelivery(msg)
+    async def _handle(self, messages: list[Msg]) -> None:
+        deliveries = [JetStreamDelivery(msg) for msg in messages]
         try:
             async with asyncio.timeout(self.spec.ack_wait_s):
-                await self.handler(delivery)
+                await self.handler(deliveries)
         except Exception:
             log.exception(
                 "handler of %s failed on %s; redelivery in %.1fs",
                 self.spec.name,
-                msg.subject,
+                self.subject,
                 FAILED_HANDLER_DELAY_S,
             )
-            await self._settle_unsettled(delivery, FAILED_HANDLER_DELAY_S)
+            await settle_unsettled(deliveries, FAILED_HANDLER_DELAY_S)
             return
-        await self._settle_unsettled(delivery, 0.0)
-
-    @staticmethod
-    async def _settle_unsettled(delivery: JetStreamDelivery, delay_s: float) -> None:
-        if delivery.settled:
-            return
-        try:
-            await delivery.nak(delay_s)
-        except EventBusUnavailable as error:
-            log.warning("could not nak %s (ack_wait will redeliver it): %s", delivery.subject, error.message)
+        await settle_unsettled(deliveries, 0.0)
 
 
 @attrs.define(eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from adapters.redis.client import LuaScript, RedisClient, translated
 from adapters.redis.keys import Keyspace
@@ -36,6 +37,14 @@ class RedisProcessedEvents:
     async def seen(self, event_id: str) -> bool:
         with translated(StoreUnavailable, self._unavailable):
             return bool(await self.client.batched.execute("EXISTS", self.keys.processed_event(event_id)))
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        ids = list(event_ids)
+        if not ids:
+            return set()
+        with translated(StoreUnavailable, self._unavailable):
+            found = await self.client.batched.execute("MGET", *map(self.keys.processed_event, ids))
+        return {event_id for event_id, value in zip(ids, found, strict=True) if value is not None}
 
     async def remember(self, event_id: str) -> None:
         with translated(StoreUnavailable, self._unavailable):
