@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -39,16 +40,22 @@ class ProductEventReactions:
         Each subject has its own consumer, so later events of the product may be applied
         before this one; the price change must still re-validate the orders (flags are only
         ever added), at the price of the newest version cached when that is newer.
+        The patch and the re-validation start together: its look-up of the orders holding the
+        product leaves with the patch (one round trip), and neither needs the other's outcome.
         """
-        cached = await self._patch_cached(
-            event.product_id,
-            event.version,
-            lambda p: attrs.evolve(
-                p, current_price=event.new_price, base_price=event.base_price, version=event.version
-            ),
-        )
+        cached = await self._cached(event.product_id)
         newer = cached is not None and cached.version > event.version
-        await self.revalidate(event.product_id, cached.current_price if newer and cached else event.new_price)
+        price = cached.current_price if newer and cached is not None else event.new_price
+        await asyncio.gather(
+            self._patch(
+                cached,
+                event.version,
+                lambda p: attrs.evolve(
+                    p, current_price=event.new_price, base_price=event.base_price, version=event.version
+                ),
+            ),
+            self.revalidate(event.product_id, price),
+        )
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         cached = await self._patch_cached(
@@ -92,10 +99,18 @@ class ProductEventReactions:
         `product.updated` of the same version. Applying it over an older snapshot would stamp
         stale fields with the new version, so then we leave the cache to that snapshot.
         """
-        cached = (await self.cache.get_many([product_id])).get(product_id)
+        cached = await self._cached(product_id)
+        await self._patch(cached, version, change)
+        return cached
+
+    async def _cached(self, product_id: str) -> Product | None:
+        return (await self.cache.get_many([product_id])).get(product_id)
+
+    async def _patch(
+        self, cached: Product | None, version: int, change: Callable[[Product], Product]
+    ) -> None:
         if cached is not None and cached.version == version - 1:
             await self.cache.put(change(cached), partial=True)
-        return cached
 
     async def _superseded(self, product_id: str, version: int) -> bool:
         """True when the cache holds a strictly newer version (an equal one is a redelivery)."""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from application.create_order import CreateOrder
+from application.ports import ProductCache
 from domain.errors import StoreUnavailable
 from domain.events import (
     PRODUCT_DETAILS_REQUESTED,
@@ -206,6 +209,51 @@ async def test_an_older_price_change_does_not_revalidate_orders(order_side: Orde
     await order_side.reactions.price_changed(price_changed(v1, "150.00"))
     assert (await order_side.get_order(order.id)).flags == ()
     assert await cached(order_side) == v3
+
+
+@attrs.define
+class PausedPuts:
+    """The in-memory cache, its writes held until `go` is set."""
+
+    inner: ProductCache
+    go: asyncio.Event = attrs.field(factory=asyncio.Event)
+    waiting: int = 0
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        return await self.inner.get_many(product_ids)
+
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
+        self.waiting += 1
+        await self.go.wait()
+        return await self.inner.put(product, partial=partial)
+
+    async def put_many(self, products: Sequence[Product]) -> None:
+        await self.inner.put_many(products)
+
+    async def active_ids(self) -> list[str]:
+        return await self.inner.active_ids()
+
+
+async def test_a_price_change_revalidates_while_its_cache_patch_is_being_written(
+    order_side: OrderSide,
+) -> None:
+    # the patch and the look-up of the orders leave together: one round trip on Redis
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 1))
+    paused = PausedPuts(order_side.cache)
+    reactions = attrs.evolve(order_side.reactions, cache=paused)
+
+    applying = asyncio.ensure_future(reactions.price_changed(price_changed(v1, "150.00")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    flagged_meanwhile = (await order_side.get_order(order.id)).flags
+    paused.go.set()
+    await applying
+
+    assert paused.waiting == 1
+    assert flagged_meanwhile == (OrderFlag.PRICE_REVIEW,)
+    assert (await cached(order_side)) == newer(v1, current_price=Decimal("150.00"))
 
 
 async def test_a_price_change_after_its_own_snapshot_still_revalidates(order_side: OrderSide) -> None:
