@@ -57,12 +57,7 @@ class ConsumerSpec:
     max_deliver: int = 10
     ack_wait_s: float = 30.0
     concurrency: int = 16
-    """Messages in flight at most, in batches of up to half of it: one batch is applied while
-    the next is fetched."""
-
-    @property
-    def batch_size(self) -> int:
-        return max(self.concurrency // 2, 1)
+    """Messages in flight at most; a fetch asks for as many as are free (a batch)."""
 
 
 class Subscription(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import attrs
 
@@ -19,7 +19,6 @@ from adapters.broker import (
     BatchHandler,
     ConsumerLag,
     ConsumerSpec,
-    Delivery,
     Handler,
     matches_any,
     refuse_unpublishable,
@@ -45,6 +44,8 @@ class _MemoryDelivery:
     attempt: int
     _consumer: _Consumer
     settled: bool = False
+    on_settled: Callable[[], None] = lambda: None
+    """Called once, on the first settlement."""
 
     @property
     def subject(self) -> str:
@@ -55,15 +56,20 @@ class _MemoryDelivery:
         return self.message.data
 
     async def ack(self) -> None:
-        self.settled = True
+        self._settle()
 
     async def nak(self, delay_s: float) -> None:
         if not self.settled:
-            self.settled = True
+            self._settle()
             self._consumer.redeliver(self.message, self.attempt, delay_s)
 
     async def term(self) -> None:
-        self.settled = True
+        self._settle()
+
+    def _settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.on_settled()
 
 
 @attrs.define(eq=False)
@@ -94,41 +100,81 @@ class _Consumer:
 
 @attrs.define(eq=False)
 class _MemorySubscription:
-    """`workers` loops, each taking up to `batch` queued messages at a time."""
+    """`spec.concurrency` loops, each handling one message at a time."""
 
     consumer: _Consumer
-    handler: BatchHandler
-    workers: int
-    batch: int
+    handler: Handler
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
 
     def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self._work(), name=f"consume-{self.consumer.spec.name}")
-            for _ in range(self.workers)
+            for _ in range(self.consumer.spec.concurrency)
         ]
 
     async def _work(self) -> None:
-        queue = self.consumer.queue
         while True:
-            taken = [await queue.get()]
-            while len(taken) < self.batch and not queue.empty():
-                taken.append(queue.get_nowait())
-            deliveries = [_MemoryDelivery(message, attempt, self.consumer) for message, attempt in taken]
-            self.consumer.delivered += len(deliveries)
-            try:
-                # not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the handler
-                # finishes, and stop() would then wait forever on this loop
-                async with asyncio.timeout(self.consumer.spec.ack_wait_s):
-                    await self.handler(deliveries)
-            except Exception:
-                log.exception("handler failed on %s", deliveries[0].subject)
-            for delivery in deliveries:
-                if not delivery.settled:
-                    self.consumer.redeliver(delivery.message, delivery.attempt, 0.0)
+            message, attempt = await self.consumer.queue.get()
+            delivery = _MemoryDelivery(message, attempt, self.consumer)
+            self.consumer.delivered += 1
+            await _handled(self.consumer, [delivery], lambda ds: self.handler(ds[0]))
 
     async def stop(self) -> None:
         await cancel_and_wait(self.tasks)
+
+
+@attrs.define(eq=False)
+class _MemoryBatchSubscription:
+    """As the JetStream consumer: what is queued, up to the free slots, goes out as one batch
+    to a task of its own; a slot is free again once its message is settled."""
+
+    consumer: _Consumer
+    handler: BatchHandler
+    tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    unsettled: int = 0
+    slot_freed: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def start(self) -> None:
+        self.tasks.add(asyncio.create_task(self._dispatch(), name=f"consume-{self.consumer.spec.name}"))
+
+    async def _dispatch(self) -> None:
+        queue, limit = self.consumer.queue, self.consumer.spec.concurrency
+        while True:
+            while self.unsettled >= limit:
+                self.slot_freed.clear()
+                await self.slot_freed.wait()
+            taken = [await queue.get()]
+            while len(taken) < limit - self.unsettled and not queue.empty():
+                taken.append(queue.get_nowait())
+            deliveries = [
+                _MemoryDelivery(message, attempt, self.consumer, on_settled=self._one_settled)
+                for message, attempt in taken
+            ]
+            self.consumer.delivered += len(deliveries)
+            self.unsettled += len(deliveries)
+            task = asyncio.create_task(_handled(self.consumer, deliveries, self.handler))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _one_settled(self) -> None:
+        self.unsettled -= 1
+        self.slot_freed.set()
+
+    async def stop(self) -> None:
+        await cancel_and_wait(list(self.tasks))
+
+
+async def _handled(consumer: _Consumer, deliveries: list[_MemoryDelivery], handler: BatchHandler) -> None:
+    try:
+        # not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the handler
+        # finishes, and stop() would then wait forever on this loop
+        async with asyncio.timeout(consumer.spec.ack_wait_s):
+            await handler(deliveries)
+    except Exception:
+        log.exception("handler failed on %s", deliveries[0].subject)
+    for delivery in deliveries:
+        if not delivery.settled:
+            await delivery.nak(0.0)
 
 
 @attrs.define
@@ -137,7 +183,7 @@ class InMemoryBroker:
     messages: list[StoredMessage] = attrs.field(factory=list)
     _msg_ids: set[str] = attrs.field(factory=set)
     _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
-    _subscriptions: list[_MemorySubscription] = attrs.field(factory=list)
+    _subscriptions: list[_MemorySubscription | _MemoryBatchSubscription] = attrs.field(factory=list)
     max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Refused above this, headers counted, as nats-server does: a size bug shows in the unit tier."""
 
@@ -163,22 +209,18 @@ class InMemoryBroker:
             consumer.offer(message)
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
-        """One message at a time in each of `spec.concurrency` loops."""
+        subscription = _MemorySubscription(self._consumer(spec), handler)
+        subscription.start()
+        self._subscriptions.append(subscription)
+        return subscription
 
-        async def one(deliveries: Sequence[Delivery]) -> None:
-            [delivery] = deliveries
-            await handler(delivery)
+    async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> _MemoryBatchSubscription:
+        batches = _MemoryBatchSubscription(self._consumer(spec), handler)
+        batches.start()
+        self._subscriptions.append(batches)
+        return batches
 
-        return self._subscribe(spec, one, workers=spec.concurrency, batch=1)
-
-    async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> _MemorySubscription:
-        """Batches of up to `spec.batch_size`, as many loops as keep `spec.concurrency` in flight."""
-        workers = max(spec.concurrency // spec.batch_size, 1)
-        return self._subscribe(spec, handler, workers=workers, batch=spec.batch_size)
-
-    def _subscribe(
-        self, spec: ConsumerSpec, handler: BatchHandler, workers: int, batch: int
-    ) -> _MemorySubscription:
+    def _consumer(self, spec: ConsumerSpec) -> _Consumer:
         consumer = self._consumers.get(spec.name) if spec.durable else None
         if consumer is None:
             consumer = _Consumer(spec)
@@ -187,10 +229,7 @@ class InMemoryBroker:
                 for message in self.messages:
                     consumer.offer(message)
             self._consumers[spec.name if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
-        subscription = _MemorySubscription(consumer, handler, workers, batch)
-        subscription.start()
-        self._subscriptions.append(subscription)
-        return subscription
+        return consumer
 
     async def ping(self) -> bool:
         return not self.outage.down

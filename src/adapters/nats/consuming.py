@@ -70,6 +70,8 @@ class JetStreamDelivery:
 
     msg: Msg
     settled: bool = False
+    on_settled: Callable[[], None] = lambda: None
+    """Called once, on the first settlement."""
 
     @property
     def subject(self) -> str:
@@ -84,16 +86,21 @@ class JetStreamDelivery:
         return int(self.msg.metadata.num_delivered)
 
     async def ack(self) -> None:
-        self.settled = True
+        self._settle()
         await _translated(self.msg.ack())
 
     async def nak(self, delay_s: float) -> None:
-        self.settled = True
+        self._settle()
         await _translated(self.msg.nak(delay=delay_s if delay_s > 0 else None))
 
     async def term(self) -> None:
-        self.settled = True
+        self._settle()
         await _translated(self.msg.term())
+
+    def _settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.on_settled()
 
 
 async def _translated(settle: Awaitable[None]) -> None:
@@ -142,8 +149,9 @@ async def settle_unsettled(deliveries: Sequence[JetStreamDelivery], delay_s: flo
 class SubjectConsumer:
     """One JetStream pull consumer and the loop that fetches from it and runs the handler.
 
-    Each fetched batch (at most `spec.batch_size`) goes to the handler in one task, under one
-    deadline; batches are fetched while fewer than `spec.concurrency` messages are in flight.
+    Each fetch asks for as many messages as `spec.concurrency` leaves free; what it brings (a
+    batch) goes to the handler in one task, under one deadline. A message's slot is free again
+    once it is settled, so one slow message holds its own slot only, not its batch's.
     """
 
     connection: NatsConnection
@@ -157,9 +165,9 @@ class SubjectConsumer:
     """The connection incarnation `_psub` belongs to: a closed client's subscription is dead."""
     _ensured_generation: int = -1
     _checked_at: float = 0.0
-    _in_flight: dict[asyncio.Task[None], int] = attrs.field(factory=dict)
-    """Each batch's task and how many messages it holds."""
-    _busy: int = 0
+    _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
+    _unsettled: int = 0
+    _slot_freed: asyncio.Event = attrs.field(factory=asyncio.Event)
     _fetcher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -182,9 +190,7 @@ class SubjectConsumer:
             with contextlib.suppress(*NATS_FAILURES):
                 await psub.unsubscribe()
         if self._in_flight:
-            _, late = await asyncio.wait(
-                list(self._in_flight), timeout=min(STOP_GRACE_S, self.spec.ack_wait_s)
-            )
+            _, late = await asyncio.wait(self._in_flight, timeout=min(STOP_GRACE_S, self.spec.ack_wait_s))
             await cancel_and_wait(late)
         if not self.spec.durable and self.connection.is_connected:
             with contextlib.suppress(*BUS_FAILURES):
@@ -263,7 +269,7 @@ class SubjectConsumer:
                 await self._wait_for_a_free_slot()
                 assert self._psub is not None
                 fetching = True
-                messages = await self._psub.fetch(self._next_batch(), timeout=FETCH_TIMEOUT_S)
+                messages = await self._psub.fetch(self._free_slots(), timeout=FETCH_TIMEOUT_S)
             except TimeoutError as error:
                 if fetching:
                     # Nothing new (nats-py raises its own or asyncio's TimeoutError for an idle
@@ -288,23 +294,25 @@ class SubjectConsumer:
             delay = RETRY_MIN_S
             self._checked_at = time.monotonic()
             if messages:
-                task = asyncio.create_task(self._handle(messages), name=f"handle-{self.name}")
-                self._in_flight[task] = len(messages)
-                self._busy += len(messages)
-                task.add_done_callback(self._batch_done)
+                deliveries = [JetStreamDelivery(msg, on_settled=self._one_settled) for msg in messages]
+                self._unsettled += len(deliveries)
+                task = asyncio.create_task(self._handle(deliveries), name=f"handle-{self.name}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._busy -= self._in_flight.pop(task, 0)
+    def _one_settled(self) -> None:
+        self._unsettled -= 1
+        self._slot_freed.set()
 
-    def _next_batch(self) -> int:
-        return max(min(self.spec.concurrency - self._busy, self.spec.batch_size), 1)
+    def _free_slots(self) -> int:
+        return max(self.spec.concurrency - self._unsettled, 1)
 
     async def _wait_for_a_free_slot(self) -> None:
-        while self._busy >= self.spec.concurrency:
-            await asyncio.wait(list(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+        while self._unsettled >= self.spec.concurrency:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
 
-    async def _handle(self, messages: list[Msg]) -> None:
-        deliveries = [JetStreamDelivery(msg) for msg in messages]
+    async def _handle(self, deliveries: list[JetStreamDelivery]) -> None:
         try:
             async with asyncio.timeout(self.spec.ack_wait_s):
                 await self.handler(deliveries)
