@@ -22,6 +22,10 @@ class InMemoryProcessedEvents:
     async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
         return {event_id for event_id in event_ids if await self.seen(event_id)}
 
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        for event_id in event_ids:
+            await self.remember(event_id)
+
     async def remember(self, event_id: str) -> None:
         now = self.clock.monotonic()
         if len(self._seen) > 100_000:

@@ -157,23 +157,6 @@ class RedisClient:
             # a restarted server has an empty script cache; EVAL runs and caches it again
             return await self.redis.eval(script.source, len(keys), *keys, *args)
 
-    async def run_many(
-        self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
-    ) -> list[Any]:
-        """`run` for each (keys, args), pipelined: one round trip for all of them."""
-
-        async def pipelined() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            return list(await pipe.execute())
-
-        try:
-            return await pipelined()
-        except NoScriptError:
-            await self.redis.script_load(script.source)
-            return await pipelined()
-
     async def ping(self) -> bool:
         """For readiness: True when the server answers within a couple of seconds."""
         try:
