@@ -32,7 +32,11 @@ from domain.products import Product, ProductStatus
 from entrypoints.apps import build_order_container
 from entrypoints.consumers import EventConsumer
 from entrypoints.containers import OrderService
-from entrypoints.event_routing import order_service_consumers, order_service_handlers
+from entrypoints.event_routing import (
+    order_service_batch_handlers,
+    order_service_consumers,
+    order_service_handlers,
+)
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 
@@ -227,6 +231,7 @@ class InprocBench:
         consumer = EventConsumer(
             name=spec.name,
             handlers=order_service_handlers(c.reactions(), c.pending()),
+            batch_handlers=order_service_batch_handlers(c.reactions()),
             broker=c.core.broker(),
             processed=c.processed(),
             metrics=c.core.metrics(),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 
 import attrs
 
@@ -56,6 +57,32 @@ class ProductEventReactions:
             ),
             self.revalidate(event.product_id, price),
         )
+
+    async def prices_changed(self, events: Sequence[PriceChanged]) -> None:
+        """`price_changed` of several products at once: the cache read in one step, then the
+        patches written and the orders looked up in one step each. Events of one product are
+        applied one after the other, as they would be alone."""
+        if len({event.product_id for event in events}) < len(events):
+            for event in events:
+                await self.price_changed(event)
+            return
+        cached = await self.cache.get_many([event.product_id for event in events])
+        patches: list[Product] = []
+        prices: dict[str, Decimal] = {}
+        for event in events:
+            known = cached.get(event.product_id)
+            if known is not None and known.version == event.version - 1:
+                patches.append(
+                    attrs.evolve(
+                        known,
+                        current_price=event.new_price,
+                        base_price=event.base_price,
+                        version=event.version,
+                    )
+                )
+            newer = known is not None and known.version > event.version
+            prices[event.product_id] = known.current_price if newer and known is not None else event.new_price
+        await asyncio.gather(self.cache.put_many(patches, partial=True), self.revalidate.each(prices))
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         cached = await self._patch_cached(

@@ -32,7 +32,7 @@ from domain.events import (
     ProductDiscontinued,
 )
 from entrypoints import consumers
-from entrypoints.consumers import EventConsumer, EventHandler, carried_on_its_subject
+from entrypoints.consumers import EventBatchHandler, EventConsumer, EventHandler, carried_on_its_subject
 from entrypoints.event_routing import (
     order_service_consumers,
     order_service_handlers,
@@ -468,3 +468,75 @@ async def test_a_slow_message_of_a_batch_holds_its_own_slot_only() -> None:
     release.set()
     await eventually(lambda: len(done) == 10)
     await broker.close()
+
+
+def batch_consumer(order_side: OrderSide, alone: EventHandler, together: EventBatchHandler) -> EventConsumer:
+    return EventConsumer(
+        name="order-service",
+        handlers={PRODUCT_CREATED: alone},
+        batch_handlers={PRODUCT_CREATED: together},
+        broker=InMemoryBroker(),
+        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+        handler_timeout_s=0.05,
+    )
+
+
+async def test_fresh_events_of_a_type_with_a_batch_handler_are_applied_together(
+    order_side: OrderSide,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def alone(envelope: Envelope) -> None:
+        calls.append([envelope.id])
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        calls.append([envelope.id for envelope in envelopes])
+
+    consumer = batch_consumer(order_side, alone, together)
+    await consumer.processed.remember("e-2")
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 4)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert calls == [["e-1", "e-3"]]
+    assert [d.settled_as for d in deliveries] == [["ack"], ["ack"], ["ack"]]
+    assert await consumer.processed.seen_among(["e-1", "e-3"]) == {"e-1", "e-3"}
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="ack") == 2
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="duplicate") == 1
+
+
+async def test_when_the_batch_handler_fails_each_event_gets_its_own_outcome(order_side: OrderSide) -> None:
+    async def alone(envelope: Envelope) -> None:
+        if envelope.id == "e-2":
+            raise InvalidRequest("this one is refused")
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        raise StoreUnavailable("down for the batch")
+
+    consumer = batch_consumer(order_side, alone, together)
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 4)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert [d.settled_as for d in deliveries] == [["ack"], ["term"], ["ack"]]
+    assert await consumer.processed.seen_among(["e-1", "e-2", "e-3"]) == {"e-1", "e-3"}
+
+
+async def test_a_batch_handler_that_never_returns_leaves_each_event_to_be_retried(
+    order_side: OrderSide,
+) -> None:
+    async def alone(envelope: Envelope) -> None:
+        return None
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        await asyncio.Event().wait()
+
+    consumer = batch_consumer(order_side, alone, together)
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 3)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert [d.settled_as for d in deliveries] == [["nak"], ["nak"]]
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="retry") == 2

@@ -351,3 +351,41 @@ async def test_a_partial_patch_never_replaces_the_whole_snapshot_of_its_version(
     await order_side.reactions.price_changed(price_changed(v1, "1.00"))
 
     assert await cached(order_side) == whole_v2
+
+
+async def _priced_world(side: OrderSide) -> list[Order]:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    desk = a_product(DESK, current_price=Decimal("100.00"))
+    side.lookup.add(v1, desk)
+    orders = [await place(side, (CHAIR, 1)), await place(side, (DESK, 2), (CHAIR, 1))]
+    await side.reactions.snapshot_arrived(newer(newer(desk)))  # the desk's v3 is known already
+    return orders
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["one-each", "two-of-one-product"])
+async def test_price_changes_applied_together_end_as_applied_one_by_one(twice: bool) -> None:
+    chair, desk = (
+        a_product(CHAIR, current_price=Decimal("100.00")),
+        a_product(DESK, current_price=Decimal("100.00")),
+    )
+    events = [
+        PriceChanged(CHAIR, Decimal("100.00"), Decimal("150.00"), chair.base_price, 2),
+        PriceChanged(DESK, Decimal("100.00"), Decimal("180.00"), desk.base_price, 2),
+        PriceChanged("never-cached", Decimal("1.00"), Decimal("2.00"), Decimal("1.00"), 7),
+    ]
+    if twice:
+        events.append(PriceChanged(CHAIR, Decimal("150.00"), Decimal("90.00"), chair.base_price, 3))
+    together, alone = build_order_side(), build_order_side()
+    orders_together, orders_alone = await _priced_world(together), await _priced_world(alone)
+
+    await together.reactions.prices_changed(events)
+    for event in events:
+        await alone.reactions.price_changed(event)
+
+    ids = [CHAIR, DESK, "never-cached"]
+    assert await together.cache.get_many(ids) == await alone.cache.get_many(ids)
+    assert [(await together.get_order(o.id)).flags for o in orders_together] == [
+        (await alone.get_order(o.id)).flags for o in orders_alone
+    ]
+    assert (await together.cache.get_many([CHAIR]))[CHAIR].version == (3 if twice else 2)
+    assert (await together.get_order(orders_together[0].id)).flags == (OrderFlag.PRICE_REVIEW,)
