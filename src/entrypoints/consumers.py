@@ -84,10 +84,15 @@ class EventConsumer:
             self._dead_letter(delivery, reason, event_type="unknown") for delivery, reason in poisoned
         ]
         fresh: dict[str, list[tuple[Delivery, Envelope, EventHandler]]] = {}
+        repeated: list[Delivery] = []
+        taken: set[str] = set()
         for delivery, envelope, handler in decoded:
             if envelope.id in seen:
                 jobs.append(self._duplicate(delivery, envelope))
+            elif envelope.id in taken:
+                repeated.append(delivery)
             else:
+                taken.add(envelope.id)
                 fresh.setdefault(envelope.type, []).append((delivery, envelope, handler))
         for event_type, group in fresh.items():
             together = self.batch_handlers.get(event_type)
@@ -96,6 +101,10 @@ class EventConsumer:
             else:
                 jobs.extend(self._apply(delivery, envelope, handler) for delivery, envelope, handler in group)
         await _all_of(jobs)
+        if repeated:
+            # a second copy of an event in one batch waits for the first, then is a duplicate
+            # (or, when the first's effect was not stored, is applied in its turn)
+            await self.handle_batch(repeated)
 
     def _routed(self, delivery: Delivery) -> tuple[Delivery, Envelope, EventHandler]:
         envelope = decode(delivery.data)

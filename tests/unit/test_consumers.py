@@ -540,3 +540,29 @@ async def test_a_batch_handler_that_never_returns_leaves_each_event_to_be_retrie
 
     assert [d.settled_as for d in deliveries] == [["nak"], ["nak"]]
     assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="retry") == 2
+
+
+@pytest.mark.parametrize("with_batch_handler", [False, True])
+async def test_two_copies_of_an_event_in_one_batch_have_one_effect(
+    order_side: OrderSide, with_batch_handler: bool
+) -> None:
+    applied: list[str] = []
+
+    async def alone(envelope: Envelope) -> None:
+        applied.append(envelope.id)
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        applied.extend(envelope.id for envelope in envelopes)
+
+    consumer = batch_consumer(order_side, alone, together)
+    if not with_batch_handler:
+        consumer = attrs.evolve(consumer, batch_handlers={})
+    deliveries = [
+        FakeDelivery(PRODUCT_CREATED, encode(created(event_id))) for event_id in ("e-1", "e-2", "e-1")
+    ]
+
+    await consumer.handle_batch(deliveries)
+
+    assert sorted(applied) == ["e-1", "e-2"]
+    assert [d.settled_as for d in deliveries] == [["ack"], ["ack"], ["ack"]]
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="duplicate") == 1
