@@ -32,7 +32,11 @@ from domain.products import Product, ProductStatus
 from entrypoints.apps import build_order_container
 from entrypoints.consumers import EventConsumer
 from entrypoints.containers import OrderService
-from entrypoints.event_routing import order_service_consumers, order_service_handlers
+from entrypoints.event_routing import (
+    order_service_batch_handlers,
+    order_service_consumers,
+    order_service_handlers,
+)
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 
@@ -227,6 +231,7 @@ class InprocBench:
         consumer = EventConsumer(
             name=spec.name,
             handlers=order_service_handlers(c.reactions(), c.pending()),
+            batch_handlers=order_service_batch_handlers(c.reactions()),
             broker=c.core.broker(),
             processed=c.processed(),
             metrics=c.core.metrics(),
@@ -235,13 +240,13 @@ class InprocBench:
         )
         counts = SettleCounts(len(ids))
 
-        async def handler(delivery: Delivery) -> None:
-            await consumer(CountingDelivery(delivery, counts))
+        async def handler(deliveries: Sequence[Delivery]) -> None:  # as subscribe_consumers does
+            await consumer.handle_batch([CountingDelivery(delivery, counts) for delivery in deliveries])
 
         assert self.settings.redis_url is not None
         calls_before = await redis_calls(self.settings.redis_url)
         started = time.perf_counter()
-        subscription = await c.core.broker().subscribe(spec, handler)
+        subscription = await c.core.broker().subscribe_batches(spec, handler)
         try:
             await asyncio.wait_for(counts.done.wait(), APPLY_TIMEOUT_S)
         except TimeoutError:

@@ -43,6 +43,8 @@ class Delivery(Protocol):
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+"""Deliveries of one subject fetched together; the handler settles each of them."""
 
 
 @attrs.frozen
@@ -55,6 +57,7 @@ class ConsumerSpec:
     max_deliver: int = 10
     ack_wait_s: float = 30.0
     concurrency: int = 16
+    """Messages in flight at most; a fetch asks for as many as are free (a batch)."""
 
 
 class Subscription(Protocol):
@@ -73,6 +76,10 @@ class Broker(Protocol):
         ...
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> Subscription: ...
+
+    async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> Subscription:
+        """As `subscribe`, with the deliveries fetched together handed over together."""
+        ...
 
     async def ping(self) -> bool: ...
 

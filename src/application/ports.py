@@ -52,8 +52,8 @@ class ProductCache(Protocol):
         """
         ...
 
-    async def put_many(self, products: Sequence[Product]) -> None:
-        """`put` of each whole snapshot, in one round trip where the store allows."""
+    async def put_many(self, products: Sequence[Product], *, partial: bool = False) -> None:
+        """`put` of each snapshot, in one round trip where the store allows."""
         ...
 
     async def active_ids(self) -> list[str]: ...
@@ -84,6 +84,10 @@ class OrderStore(Protocol):
     async def idempotency_record(self, key: str) -> IdempotencyRecord | None: ...
 
     async def ids_holding(self, product_id: str) -> list[str]: ...
+
+    async def ids_holding_each(self, product_ids: Sequence[str]) -> dict[str, list[str]]:
+        """`ids_holding` of each product, in one round trip where the store allows."""
+        ...
 
     async def ids_flagged(self, flag: OrderFlag) -> list[str]: ...
 
@@ -161,7 +165,15 @@ class ProcessedEvents(Protocol):
 
     async def seen(self, event_id: str) -> bool: ...
 
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of `event_ids` that are remembered, asked in one look-up."""
+        ...
+
     async def remember(self, event_id: str) -> None: ...
+
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        """`remember` of each, in one step."""
+        ...
 
 
 class Lock(Protocol):

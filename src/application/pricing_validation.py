@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from decimal import Decimal
 
 import attrs
@@ -48,8 +49,19 @@ class RevalidateOnPriceChange:
     thresholds: PricingThresholds
 
     async def __call__(self, product_id: str, new_price: Decimal) -> int:
+        return await self._review_all(await self.orders.ids_holding(product_id), product_id, new_price)
+
+    async def each(self, new_prices: Mapping[str, Decimal]) -> int:
+        """As a call per product, the orders holding them looked up in one round trip."""
+        holding = await self.orders.ids_holding_each(list(new_prices))
         reviewed = 0
-        ids = await self.orders.ids_holding(product_id)
+        for product_id, ids in holding.items():
+            if ids:
+                reviewed += await self._review_all(ids, product_id, new_prices[product_id])
+        return reviewed
+
+    async def _review_all(self, ids: list[str], product_id: str, new_price: Decimal) -> int:
+        reviewed = 0
         for start in range(0, len(ids), READ_CHUNK):
             chunk = ids[start : start + READ_CHUNK]
             # Concurrent reads: a popular product's orders would take one round trip each.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 
 import attrs
 
@@ -39,16 +41,48 @@ class ProductEventReactions:
         Each subject has its own consumer, so later events of the product may be applied
         before this one; the price change must still re-validate the orders (flags are only
         ever added), at the price of the newest version cached when that is newer.
+        The patch and the re-validation start together: its look-up of the orders holding the
+        product leaves with the patch (one round trip), and neither needs the other's outcome.
         """
-        cached = await self._patch_cached(
-            event.product_id,
-            event.version,
-            lambda p: attrs.evolve(
-                p, current_price=event.new_price, base_price=event.base_price, version=event.version
-            ),
-        )
+        cached = await self._cached(event.product_id)
         newer = cached is not None and cached.version > event.version
-        await self.revalidate(event.product_id, cached.current_price if newer and cached else event.new_price)
+        price = cached.current_price if newer and cached is not None else event.new_price
+        await asyncio.gather(
+            self._patch(
+                cached,
+                event.version,
+                lambda p: attrs.evolve(
+                    p, current_price=event.new_price, base_price=event.base_price, version=event.version
+                ),
+            ),
+            self.revalidate(event.product_id, price),
+        )
+
+    async def prices_changed(self, events: Sequence[PriceChanged]) -> None:
+        """`price_changed` of several products at once: the cache read in one step, then the
+        patches written and the orders looked up in one step each. Events of one product are
+        applied one after the other, as they would be alone."""
+        if len({event.product_id for event in events}) < len(events):
+            for event in events:
+                await self.price_changed(event)
+            return
+        cached = await self.cache.get_many([event.product_id for event in events])
+        patches: list[Product] = []
+        prices: dict[str, Decimal] = {}
+        for event in events:
+            known = cached.get(event.product_id)
+            if known is not None and known.version == event.version - 1:
+                patches.append(
+                    attrs.evolve(
+                        known,
+                        current_price=event.new_price,
+                        base_price=event.base_price,
+                        version=event.version,
+                    )
+                )
+            newer = known is not None and known.version > event.version
+            prices[event.product_id] = known.current_price if newer and known is not None else event.new_price
+        await asyncio.gather(self.cache.put_many(patches, partial=True), self.revalidate.each(prices))
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         cached = await self._patch_cached(
@@ -92,10 +126,18 @@ class ProductEventReactions:
         `product.updated` of the same version. Applying it over an older snapshot would stamp
         stale fields with the new version, so then we leave the cache to that snapshot.
         """
-        cached = (await self.cache.get_many([product_id])).get(product_id)
+        cached = await self._cached(product_id)
+        await self._patch(cached, version, change)
+        return cached
+
+    async def _cached(self, product_id: str) -> Product | None:
+        return (await self.cache.get_many([product_id])).get(product_id)
+
+    async def _patch(
+        self, cached: Product | None, version: int, change: Callable[[Product], Product]
+    ) -> None:
         if cached is not None and cached.version == version - 1:
             await self.cache.put(change(cached), partial=True)
-        return cached
 
     async def _superseded(self, product_id: str, version: int) -> bool:
         """True when the cache holds a strictly newer version (an equal one is a redelivery)."""

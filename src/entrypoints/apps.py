@@ -19,6 +19,7 @@ from entrypoints.background import BackgroundTasks, OutboxWakeup, relay_outbox_f
 from entrypoints.consumers import subscribe_consumers
 from entrypoints.containers import OrderService, ProductService
 from entrypoints.event_routing import (
+    order_service_batch_handlers,
     order_service_consumers,
     order_service_handlers,
     product_service_consumers,
@@ -156,6 +157,7 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
         service.processed(),
         service.core.metrics(),
         service.core.clock(),
+        order_service_batch_handlers(service.reactions()),
     )
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()

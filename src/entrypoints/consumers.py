@@ -13,7 +13,8 @@ import base64
 import codecs
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -28,6 +29,8 @@ from domain.events import EVENT_TYPES, Envelope
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Envelope], Awaitable[None]]
+EventBatchHandler = Callable[[Sequence[Envelope]], Awaitable[None]]
+"""Applies several events of one type at once, or raises; then each is applied alone."""
 
 HANDLER_SHARE_OF_ACK_WAIT = 0.8
 RETRY_BASE_S = 0.5
@@ -59,24 +62,114 @@ class EventConsumer:
     """A handler running longer counts as a failed attempt (retried, dead-lettered at the last).
     Below the broker's ack wait, so the consumer settles the message before the broker would
     redeliver it on its own, uncounted, and finally drop it after max_deliver."""
+    batch_handlers: Mapping[str, EventBatchHandler] = attrs.field(factory=dict)
+    """Per type, a handler for two or more fresh events of it in one batch (see _apply_together)."""
 
     async def __call__(self, delivery: Delivery) -> None:
+        await self.handle_batch([delivery])
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Deliveries fetched together: their ids are looked up in one step, then each is
+        applied and settled on its own, concurrently. Every delivery is settled, or the error
+        that kept one unsettled is raised once all of them are done."""
+        decoded: list[tuple[Delivery, Envelope, EventHandler]] = []
+        poisoned: list[tuple[Delivery, str]] = []
+        for delivery in deliveries:
+            try:
+                decoded.append(self._routed(delivery))
+            except UndecodableEvent as poison:
+                poisoned.append((delivery, poison.message))
+        seen = await self._seen_among([envelope.id for _, envelope, _ in decoded])
+        jobs: list[Coroutine[Any, Any, None]] = [
+            self._dead_letter(delivery, reason, event_type="unknown") for delivery, reason in poisoned
+        ]
+        fresh: dict[str, list[tuple[Delivery, Envelope, EventHandler]]] = {}
+        repeated: list[Delivery] = []
+        taken: set[str] = set()
+        for delivery, envelope, handler in decoded:
+            if envelope.id in seen:
+                jobs.append(self._duplicate(delivery, envelope))
+            elif envelope.id in taken:
+                repeated.append(delivery)
+            else:
+                taken.add(envelope.id)
+                fresh.setdefault(envelope.type, []).append((delivery, envelope, handler))
+        for event_type, group in fresh.items():
+            together = self.batch_handlers.get(event_type)
+            if together is not None and len(group) > 1:
+                jobs.append(self._apply_together(group, together))
+            else:
+                jobs.extend(self._apply(delivery, envelope, handler) for delivery, envelope, handler in group)
+        await _all_of(jobs)
+        if repeated:
+            # a second copy of an event in one batch waits for the first, then is a duplicate
+            # (or, when the first's effect was not stored, is applied in its turn)
+            await self.handle_batch(repeated)
+
+    def _routed(self, delivery: Delivery) -> tuple[Delivery, Envelope, EventHandler]:
+        envelope = decode(delivery.data)
+        if not carried_on_its_subject(envelope.type, delivery.subject):
+            raise UndecodableEvent(f"a {envelope.type} envelope arrived on {delivery.subject}")
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            raise UndecodableEvent(f"{self.name} does not handle {envelope.type}")
+        return delivery, envelope, handler
+
+    async def _duplicate(self, delivery: Delivery, envelope: Envelope) -> None:
+        await delivery.ack()
+        self._count(envelope.type, "duplicate")
+
+    async def _apply_together(
+        self, group: list[tuple[Delivery, Envelope, EventHandler]], together: EventBatchHandler
+    ) -> None:
+        """Fresh events of one type through its batch handler, then remembered and acked together.
+
+        When the batch handler fails, each event is applied alone, within what is left of the
+        handler timeout, to get its own outcome (acked, retried or dead-lettered): the effects
+        are idempotent, so what the batch had stored already is stored again harmlessly. When
+        it times out, each event has timed out.
+        """
+        deadline = asyncio.get_running_loop().time() + self.handler_timeout_s
         try:
-            envelope = decode(delivery.data)
-            if not carried_on_its_subject(envelope.type, delivery.subject):
-                raise UndecodableEvent(f"a {envelope.type} envelope arrived on {delivery.subject}")
-            handler = self.handlers.get(envelope.type)
-            if handler is None:
-                raise UndecodableEvent(f"{self.name} does not handle {envelope.type}")
-        except UndecodableEvent as poison:
-            await self._dead_letter(delivery, poison.message, event_type="unknown")
+            async with asyncio.timeout_at(deadline):
+                await together([envelope for _, envelope, _ in group])
+        except TimeoutError:
+            log.warning(
+                "handler of %d %s took over %.1fs", len(group), group[0][1].type, self.handler_timeout_s
+            )
+            reason = f"timed out after {self.handler_timeout_s:g}s"
+            await _all_of(
+                [self._retry_or_give_up(delivery, envelope, reason) for delivery, envelope, _ in group]
+            )
             return
-        if await self._seen(envelope):
-            await delivery.ack()
-            self._count(envelope.type, "duplicate")
+        except Exception as error:
+            log.info("%d %s to be applied one by one: %r", len(group), group[0][1].type, error)
+            await _all_of(
+                [self._apply(delivery, envelope, handler, deadline) for delivery, envelope, handler in group]
+            )
             return
         try:
-            async with asyncio.timeout(self.handler_timeout_s):
+            await self.processed.remember_all([envelope.id for _, envelope, _ in group])
+        except DependencyUnavailable as error:
+            log.warning("could not record %d events as processed: %s", len(group), error.message)
+        failure: Exception | None = None
+        for delivery, envelope, _ in group:
+            try:
+                await delivery.ack()
+            except Exception as error:  # raised once the others are acked
+                failure = failure or error
+                continue
+            self._acked(envelope)
+        if failure is not None:
+            raise failure
+
+    async def _apply(
+        self, delivery: Delivery, envelope: Envelope, handler: EventHandler, deadline: float | None = None
+    ) -> None:
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.handler_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
                 await handler(envelope)
         except TimeoutError:
             log.warning("handler of %s took over %.1fs", envelope.type, self.handler_timeout_s)
@@ -97,6 +190,9 @@ class EventConsumer:
         except DependencyUnavailable as error:
             log.warning("could not record event %s as processed: %s", envelope.id, error.message)
         await delivery.ack()
+        self._acked(envelope)
+
+    def _acked(self, envelope: Envelope) -> None:
         self._count(envelope.type, "ack")
         log.info(
             "event applied",
@@ -107,11 +203,13 @@ class EventConsumer:
             },
         )
 
-    async def _seen(self, envelope: Envelope) -> bool:
+    async def _seen_among(self, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
         try:
-            return await self.processed.seen(envelope.id)
+            return await self.processed.seen_among(event_ids)
         except DependencyUnavailable:
-            return False  # effects are idempotent; a rare second effect beats stalling
+            return set()  # effects are idempotent; a rare second effect beats stalling
 
     async def _retry_or_give_up(self, delivery: Delivery, envelope: Envelope, reason: str) -> None:
         if delivery.attempt >= self.max_deliver:
@@ -158,6 +256,20 @@ class EventConsumer:
         self.metrics.events_processed.labels(type=known, outcome=outcome).inc()
 
 
+async def _all_of(jobs: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the jobs concurrently to their end; then raise the first failure, if any."""
+    if len(jobs) == 1:
+        await jobs[0]
+        return
+    failures = [
+        outcome
+        for outcome in await asyncio.gather(*jobs, return_exceptions=True)
+        if isinstance(outcome, BaseException)
+    ]
+    if failures:
+        raise failures[0]
+
+
 def carried_on_its_subject(event_type: str, subject: str) -> bool:
     """The subject is the event type (INTERFACE §5), or a reply subject under it
     (`product.details_provided.<instance>`). Anything else is a mislabelled message."""
@@ -187,10 +299,11 @@ async def subscribe_consumers(
     processed: ProcessedEvents,
     metrics: ServiceMetrics,
     clock: Clock,
+    batch_handlers: Mapping[str, EventBatchHandler] | None = None,
 ) -> list[Subscription]:
-    """One EventConsumer per spec, all dispatching to `handlers`."""
+    """One EventConsumer per spec, all dispatching to `handlers` (and `batch_handlers`)."""
     return [
-        await broker.subscribe(
+        await broker.subscribe_batches(
             spec,
             EventConsumer(
                 name=spec.name,
@@ -201,7 +314,8 @@ async def subscribe_consumers(
                 clock=clock,
                 max_deliver=spec.max_deliver,
                 handler_timeout_s=spec.ack_wait_s * HANDLER_SHARE_OF_ACK_WAIT,
-            ),
+                batch_handlers=batch_handlers or {},
+            ).handle_batch,
         )
         for spec in specs
     ]

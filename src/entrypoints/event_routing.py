@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from adapters.broker import ConsumerSpec
@@ -34,7 +34,7 @@ from domain.events import (
     ProductDiscontinued,
     ProductUpdated,
 )
-from entrypoints.consumers import EventHandler
+from entrypoints.consumers import EventBatchHandler, EventHandler
 
 D = TypeVar("D", bound=EventData)
 
@@ -94,6 +94,15 @@ def order_service_handlers(
         PRODUCT_DETAILS_PROVIDED: details_provided,
         PRODUCT_BATCH_DETAILS_PROVIDED: batch_details_provided,
     }
+
+
+def order_service_batch_handlers(reactions: ProductEventReactions) -> dict[str, EventBatchHandler]:
+    """Where several events of one type fetched together are applied at once."""
+
+    async def prices_changed(envelopes: Sequence[Envelope]) -> None:
+        await reactions.prices_changed([data_of(envelope, PriceChanged) for envelope in envelopes])
+
+    return {PRODUCT_PRICE_CHANGED: prices_changed}
 
 
 def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:

@@ -61,7 +61,11 @@ from entrypoints import Settings
 from entrypoints.apps import build_order_container
 from entrypoints.consumers import subscribe_consumers
 from entrypoints.containers import OrderService, reply_subject
-from entrypoints.event_routing import order_service_consumers, order_service_handlers
+from entrypoints.event_routing import (
+    order_service_batch_handlers,
+    order_service_consumers,
+    order_service_handlers,
+)
 from tests.event_fuzzing import (
     MUTATIONS,
     Poison,
@@ -159,6 +163,7 @@ class Rig:
                 container.processed(),
                 container.core.metrics(),
                 container.core.clock(),
+                order_service_batch_handlers(container.reactions()),
             )
             yield cls(admin, product_broker, container, terminated, given_up)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import nats
 import pytest
@@ -239,6 +239,74 @@ async def test_concurrency_is_bounded_by_the_spec(brokers: Brokers) -> None:
 
     await eventually(lambda: len(recorder.seen) == 12 and running == 0)
     assert peak == 3
+
+
+async def test_messages_fetched_together_reach_a_batch_handler_together(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    for i in range(12):
+        await broker.publish("order.created", f"{i}".encode(), f"e-{i}")
+    batches: list[list[bytes]] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        batches.append([delivery.data for delivery in deliveries])
+        for delivery in deliveries:
+            await delivery.ack()
+
+    spec = ConsumerSpec(name="svc", subjects=("order.created",), concurrency=8)
+    await broker.subscribe_batches(spec, handle)
+
+    await eventually(lambda: sum(map(len, batches)) == 12)
+    assert sorted(int(data) for batch in batches for data in batch) == list(range(12))
+    assert max(map(len, batches)) <= 8, "batches of up to the concurrency"
+    assert len(batches) < 12
+
+
+async def test_the_unsettled_messages_of_a_failed_batch_come_again_and_the_settled_ones_not(
+    brokers: Brokers,
+) -> None:
+    broker = await brokers.new()
+    for i in range(2):
+        await broker.publish("order.created", f"{i}".encode(), f"e-{i}")
+    seen: list[tuple[bytes, int]] = []
+
+    async def ack_the_first_then_fail(deliveries: Sequence[Delivery]) -> None:
+        seen.extend((delivery.data, delivery.attempt) for delivery in deliveries)
+        if len(deliveries) == 1:
+            await deliveries[0].ack()
+            return
+        await deliveries[0].ack()
+        raise RuntimeError("a bug after the first")
+
+    spec = ConsumerSpec(name="svc", subjects=("order.created",), concurrency=4)
+    await broker.subscribe_batches(spec, ack_the_first_then_fail)
+
+    await eventually(lambda: len(seen) >= 3, within=5.0, what="redelivery of the unsettled one")
+    await asyncio.sleep(0.3)
+    assert seen == [(b"0", 1), (b"1", 1), (b"1", 2)]
+
+
+async def test_a_slow_message_of_a_batch_holds_its_own_slot_only(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    for i in range(10):
+        await broker.publish("order.created", b"slow" if i == 0 else b"x", f"e-{i}")
+    release = asyncio.Event()
+    done: list[bytes] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        async def one(delivery: Delivery) -> None:
+            if delivery.data == b"slow":
+                await release.wait()
+            done.append(delivery.data)
+            await delivery.ack()
+
+        await asyncio.gather(*map(one, deliveries))
+
+    await broker.subscribe_batches(
+        ConsumerSpec(name="svc", subjects=("order.created",), concurrency=4), handle
+    )
+    await eventually(lambda: len(done) == 9, what="the nine others, while the slow one waits")
+    release.set()
+    await eventually(lambda: len(done) == 10)
 
 
 async def test_ping_says_whether_jetstream_answers(brokers: Brokers) -> None:

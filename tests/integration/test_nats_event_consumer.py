@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from adapters.broker import DEAD_LETTERS, ConsumerSpec
@@ -16,9 +17,12 @@ from adapters.metrics import ServiceMetrics
 from adapters.system import SystemClock, UuidIds
 from adapters.wire.event_json import encode
 from application.envelopes import EnvelopeFactory
-from domain.events import PRODUCT_UPDATED, Envelope, ProductUpdated
+from domain.events import PRODUCT_PRICE_CHANGED, PRODUCT_UPDATED, Envelope, PriceChanged, ProductUpdated
 from domain.products import Product, ProductStatus
-from entrypoints.consumers import EventConsumer
+from entrypoints import Settings
+from entrypoints.apps import build_order_container
+from entrypoints.consumers import EventConsumer, subscribe_consumers
+from entrypoints.event_routing import order_service_batch_handlers, order_service_handlers
 from tests.integration.nats_support import (
     Brokers,
     eventually,
@@ -102,3 +106,55 @@ async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_next_on
         "events_processed_total", {"type": "unknown", "outcome": "dead_letter"}
     )
     assert dead == 1
+
+
+async def test_price_changes_fetched_together_are_each_applied_acked_or_dead_lettered_once(
+    brokers: Brokers,
+) -> None:
+    broker = await brokers.new()
+    container = build_order_container(
+        Settings(product_service_url="http://127.0.0.1:9", admin_token="t"), broker
+    )
+    base = product_updated().data
+    assert isinstance(base, ProductUpdated)
+    products = [attrs.evolve(base.product, id=f"p-{n}", version=1) for n in range(6)]
+    await container.cache().put_many(products)
+    envelopes = EnvelopeFactory(source="product-service", clock=SystemClock(), ids=UuidIds())
+    changes = [
+        envelopes.wrap(PriceChanged(p.id, p.current_price, Decimal("199.00"), p.base_price, 2))
+        for p in products
+    ]
+    for change in changes:
+        await broker.publish(PRODUCT_PRICE_CHANGED, encode(change), change.id)
+    await broker.publish(PRODUCT_PRICE_CHANGED, POISON, "poison-1")
+    await broker.publish(PRODUCT_PRICE_CHANGED, encode(changes[0]), "the same event again")
+    metrics = container.core.metrics()
+
+    def settled(outcome: str, event_type: str = PRODUCT_PRICE_CHANGED) -> float:
+        return (
+            metrics.registry.get_sample_value(
+                "events_processed_total", {"type": event_type, "outcome": outcome}
+            )
+            or 0
+        )
+
+    spec = ConsumerSpec(name="order-service", subjects=(PRODUCT_PRICE_CHANGED,))
+    await subscribe_consumers(
+        broker,
+        [spec],
+        order_service_handlers(container.reactions(), container.pending()),
+        container.processed(),
+        metrics,
+        container.core.clock(),
+        order_service_batch_handlers(container.reactions()),
+    )
+
+    await eventually(lambda: settled("ack") + settled("duplicate") + settled("dead_letter", "unknown") == 8)
+    cached = await container.cache().get_many([p.id for p in products])
+    assert {p.id: (p.version, p.current_price) for p in cached.values()} == {
+        p.id: (2, Decimal("199.00")) for p in products
+    }
+    assert (settled("ack"), settled("duplicate"), settled("dead_letter", "unknown")) == (6, 1, 1)
+    await asyncio.sleep(1.2)  # nothing redelivered
+    assert settled("retry") == 0
+    assert settled("ack") == 6

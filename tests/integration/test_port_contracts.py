@@ -130,6 +130,23 @@ async def test_put_many_stores_each_snapshot_by_the_same_rules_as_put(backend: B
     assert sorted(await cache.active_ids()) == ["chair", "lamp"]
 
 
+async def test_put_many_of_partial_snapshots_follows_the_rules_of_a_partial_put(backend: Backend) -> None:
+    cache = backend.cache(60)
+    chair, desk = a_product("chair"), a_product("desk")
+    whole_desk_v2 = newer(desk, name="whole v2")
+    await cache.put_many([chair, desk])
+    await cache.put(whole_desk_v2)
+
+    await cache.put_many([newer(chair, current_price=Decimal("9.99")), newer(desk)], partial=True)
+    await cache.put(newer(chair, name="whole v2 of the chair"))
+
+    assert await cache.get_many(["chair", "desk"]) == {
+        "chair": newer(chair, name="whole v2 of the chair"),
+        "desk": whole_desk_v2,
+    }
+    assert sorted(await cache.active_ids()) == ["chair", "desk"]
+
+
 async def test_a_cached_entry_read_again_after_a_change_is_the_change(backend: Backend) -> None:
     """The Redis adapter reuses the snapshot it decoded last for the same stored text only."""
     cache = backend.cache(60)
@@ -202,6 +219,8 @@ async def test_an_added_order_is_stored_with_its_event(backend: Backend) -> None
     assert sorted(await orders.ids_holding("p-1")) == ["o-1"]
     assert sorted(await orders.ids_holding("p-2")) == ["o-1"]
     assert await orders.ids_holding("p-3") == []
+    assert await orders.ids_holding_each(["p-1", "p-3", "p-2"]) == {"p-1": ["o-1"], "p-3": [], "p-2": ["o-1"]}
+    assert await orders.ids_holding_each([]) == {}
 
 
 async def test_a_taken_idempotency_key_returns_the_earlier_record_and_stores_nothing(
@@ -379,6 +398,20 @@ async def test_a_remembered_event_is_seen_until_its_ttl_ends(backend: Backend) -
     assert await processed.seen("e-2") is False
     await asyncio.sleep(PAST_SHORT_TTL_S)
     assert await processed.seen("e-1") is False
+
+
+async def test_the_remembered_ones_among_many_ids_are_told_in_one_look_up(backend: Backend) -> None:
+    processed = backend.processed(SHORT_TTL_S)
+    assert await processed.seen_among([]) == set()
+    await processed.remember("e-1")
+    await processed.remember("e-3")
+
+    assert await processed.seen_among(["e-1", "e-2", "e-3", "e-1"]) == {"e-1", "e-3"}
+    await processed.remember_all(["e-4", "e-5", "e-4"])
+    await processed.remember_all([])
+    assert await processed.seen_among(["e-2", "e-4", "e-5"]) == {"e-4", "e-5"}
+    await asyncio.sleep(PAST_SHORT_TTL_S)
+    assert await processed.seen_among(["e-1", "e-3"]) == set()
 
 
 async def test_a_lock_is_held_once_until_released_or_expired(backend: Backend) -> None:

@@ -190,6 +190,30 @@ async def test_the_script_cache_is_refilled_after_script_flush(client: RedisClie
     assert await cache.put(newer(a_product("p-1"))) is True
 
 
+async def test_concurrent_puts_after_script_flush_each_refill_and_apply(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    await client.redis.script_flush()
+
+    stored = await asyncio.gather(*(cache.put(a_product(f"p-{n}")) for n in range(5)))
+
+    assert stored == [True] * 5
+    assert len(await cache.get_many([f"p-{n}" for n in range(5)])) == 5
+
+
+async def test_scripts_and_set_reads_of_one_loop_turn_share_one_connection(client: RedisClient) -> None:
+    cache = RedisProductCache(client, ORDERS, ttl_s=60)
+    orders = RedisOrderStore(client, ORDERS, RedisOutbox(client, ORDERS))
+    await cache.put(a_product("p-0"))
+
+    await asyncio.gather(
+        *(cache.put(a_product(f"p-{n}")) for n in range(1, 30)),
+        *(orders.ids_holding(f"p-{n}") for n in range(30)),
+    )
+
+    info = await client.redis.info("clients")
+    assert info["connected_clients"] == 1, "59 concurrent commands went out on one connection"
+
+
 async def test_a_pipelined_put_many_refills_the_script_cache_after_script_flush(client: RedisClient) -> None:
     cache = RedisProductCache(client, ORDERS, ttl_s=60)
     await client.redis.script_flush()

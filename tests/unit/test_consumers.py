@@ -6,7 +6,7 @@ import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -16,7 +16,7 @@ from adapters.broker import ConsumerSpec, Delivery, matches_any
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.small_ports import InMemoryProcessedEvents
 from adapters.wire.event_json import encode
-from domain.errors import InvalidRequest
+from domain.errors import InvalidRequest, StoreUnavailable
 from domain.events import (
     PRODUCT_AVAILABILITY_CHANGED,
     PRODUCT_CREATED,
@@ -32,7 +32,7 @@ from domain.events import (
     ProductDiscontinued,
 )
 from entrypoints import consumers
-from entrypoints.consumers import EventConsumer, EventHandler, carried_on_its_subject
+from entrypoints.consumers import EventBatchHandler, EventConsumer, EventHandler, carried_on_its_subject
 from entrypoints.event_routing import (
     order_service_consumers,
     order_service_handlers,
@@ -99,7 +99,7 @@ async def rig(order_side: OrderSide, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
         handler_timeout_s=0.05,
     )
     spec = ConsumerSpec(name="order-service", subjects=("product.>",), max_deliver=MAX_DELIVER, concurrency=2)
-    await broker.subscribe(spec, consumer)
+    await broker.subscribe_batches(spec, consumer.handle_batch)  # as subscribe_consumers does
     yield Rig(order_side, broker, applied)
     await broker.close()
 
@@ -344,3 +344,225 @@ async def test_stopping_a_subscription_never_hangs_on_a_handler_that_just_finish
         closing = asyncio.ensure_future(broker.close())
         finished, _ = await asyncio.wait({closing}, timeout=2)
         assert finished, "broker.close() never returned"
+
+
+@attrs.define(eq=False)
+class FakeDelivery:
+    """A delivery outside any broker, remembering how it was settled."""
+
+    subject: str
+    data: bytes
+    attempt: int = 1
+    settled_as: list[str] = attrs.field(factory=list)
+
+    async def ack(self) -> None:
+        self.settled_as.append("ack")
+
+    async def nak(self, delay_s: float) -> None:
+        self.settled_as.append("nak")
+
+    async def term(self) -> None:
+        self.settled_as.append("term")
+
+
+@attrs.define
+class CountingProcessedEvents:
+    """The in-memory store, counting the look-ups made of it."""
+
+    inner: InMemoryProcessedEvents
+    lookups: int = 0
+
+    async def seen(self, event_id: str) -> bool:
+        self.lookups += 1
+        return await self.inner.seen(event_id)
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        self.lookups += 1
+        return await self.inner.seen_among(event_ids)
+
+    async def remember(self, event_id: str) -> None:
+        await self.inner.remember(event_id)
+
+
+async def test_a_batch_is_looked_up_once_and_each_delivery_settled_on_its_own(order_side: OrderSide) -> None:
+    processed = CountingProcessedEvents(InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600))
+    await processed.remember("e-old")
+    broker = InMemoryBroker()
+    consumer = EventConsumer(
+        name="order-service",
+        handlers=order_service_handlers(order_side.reactions, order_side.pending),
+        broker=broker,
+        processed=processed,
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+    )
+    fresh = FakeDelivery(PRODUCT_CREATED, encode(created("e-new")))
+    duplicate = FakeDelivery(PRODUCT_CREATED, encode(created("e-old", name="Not applied")))
+    poison = FakeDelivery(PRODUCT_CREATED, b"{not json")
+
+    await consumer.handle_batch([duplicate, poison, fresh])
+
+    assert (fresh.settled_as, duplicate.settled_as, poison.settled_as) == (["ack"], ["ack"], ["term"])
+    assert processed.lookups == 1, "one look-up for the whole batch"
+    assert await processed.seen("e-new")
+    assert (await order_side.cache.get_many([CHAIR]))[CHAIR].name == a_product(CHAIR).name
+    assert len(broker.on_subject(f"deadletter.{PRODUCT_CREATED}")) == 1
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="duplicate") == 1
+
+
+async def test_one_failing_event_of_a_batch_is_retried_and_the_others_acked(order_side: OrderSide) -> None:
+    async def flaky(envelope: Envelope) -> None:
+        if envelope.id == "e-2":
+            raise StoreUnavailable("the order store is down")
+
+    consumer = EventConsumer(
+        name="order-service",
+        handlers={PRODUCT_CREATED: flaky},
+        broker=InMemoryBroker(),
+        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+    )
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 4)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert [d.settled_as for d in deliveries] == [["ack"], ["nak"], ["ack"]]
+
+
+async def test_the_in_memory_broker_hands_over_what_is_queued_in_batches_of_its_concurrency() -> None:
+    broker = InMemoryBroker()
+    for n in range(12):
+        await broker.publish("product.created", b"x", f"m-{n}")
+    sizes: list[int] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        sizes.append(len(deliveries))
+        for delivery in deliveries:
+            await delivery.ack()
+
+    await broker.subscribe_batches(ConsumerSpec("c", ("product.>",), concurrency=8), handle)
+    await eventually(lambda: sum(sizes) == 12)
+    await broker.close()
+    assert sizes == [8, 4]
+
+
+async def test_a_slow_message_of_a_batch_holds_its_own_slot_only() -> None:
+    broker = InMemoryBroker()
+    for n in range(10):
+        await broker.publish("product.created", b"slow" if n == 0 else b"x", f"m-{n}")
+    release = asyncio.Event()
+    done: list[bytes] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        async def one(delivery: Delivery) -> None:
+            if delivery.data == b"slow":
+                await release.wait()
+            done.append(delivery.data)
+            await delivery.ack()
+
+        await asyncio.gather(*map(one, deliveries))
+
+    await broker.subscribe_batches(ConsumerSpec("c", ("product.>",), concurrency=4), handle)
+    await eventually(lambda: len(done) == 9)  # the nine others, while the slow one waits
+    release.set()
+    await eventually(lambda: len(done) == 10)
+    await broker.close()
+
+
+def batch_consumer(order_side: OrderSide, alone: EventHandler, together: EventBatchHandler) -> EventConsumer:
+    return EventConsumer(
+        name="order-service",
+        handlers={PRODUCT_CREATED: alone},
+        batch_handlers={PRODUCT_CREATED: together},
+        broker=InMemoryBroker(),
+        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+        handler_timeout_s=0.05,
+    )
+
+
+async def test_fresh_events_of_a_type_with_a_batch_handler_are_applied_together(
+    order_side: OrderSide,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def alone(envelope: Envelope) -> None:
+        calls.append([envelope.id])
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        calls.append([envelope.id for envelope in envelopes])
+
+    consumer = batch_consumer(order_side, alone, together)
+    await consumer.processed.remember("e-2")
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 4)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert calls == [["e-1", "e-3"]]
+    assert [d.settled_as for d in deliveries] == [["ack"], ["ack"], ["ack"]]
+    assert await consumer.processed.seen_among(["e-1", "e-3"]) == {"e-1", "e-3"}
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="ack") == 2
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="duplicate") == 1
+
+
+async def test_when_the_batch_handler_fails_each_event_gets_its_own_outcome(order_side: OrderSide) -> None:
+    async def alone(envelope: Envelope) -> None:
+        if envelope.id == "e-2":
+            raise InvalidRequest("this one is refused")
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        raise StoreUnavailable("down for the batch")
+
+    consumer = batch_consumer(order_side, alone, together)
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 4)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert [d.settled_as for d in deliveries] == [["ack"], ["term"], ["ack"]]
+    assert await consumer.processed.seen_among(["e-1", "e-2", "e-3"]) == {"e-1", "e-3"}
+
+
+async def test_a_batch_handler_that_never_returns_leaves_each_event_to_be_retried(
+    order_side: OrderSide,
+) -> None:
+    async def alone(envelope: Envelope) -> None:
+        return None
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        await asyncio.Event().wait()
+
+    consumer = batch_consumer(order_side, alone, together)
+    deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 3)]
+
+    await consumer.handle_batch(deliveries)
+
+    assert [d.settled_as for d in deliveries] == [["nak"], ["nak"]]
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="retry") == 2
+
+
+@pytest.mark.parametrize("with_batch_handler", [False, True])
+async def test_two_copies_of_an_event_in_one_batch_have_one_effect(
+    order_side: OrderSide, with_batch_handler: bool
+) -> None:
+    applied: list[str] = []
+
+    async def alone(envelope: Envelope) -> None:
+        applied.append(envelope.id)
+
+    async def together(envelopes: Sequence[Envelope]) -> None:
+        applied.extend(envelope.id for envelope in envelopes)
+
+    consumer = batch_consumer(order_side, alone, together)
+    if not with_batch_handler:
+        consumer = attrs.evolve(consumer, batch_handlers={})
+    deliveries = [
+        FakeDelivery(PRODUCT_CREATED, encode(created(event_id))) for event_id in ("e-1", "e-2", "e-1")
+    ]
+
+    await consumer.handle_batch(deliveries)
+
+    assert sorted(applied) == ["e-1", "e-2"]
+    assert [d.settled_as for d in deliveries] == [["ack"], ["ack"], ["ack"]]
+    assert order_side.sample("events_processed_total", type=PRODUCT_CREATED, outcome="duplicate") == 1

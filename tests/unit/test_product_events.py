@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from application.create_order import CreateOrder
+from application.ports import ProductCache
 from domain.errors import StoreUnavailable
 from domain.events import (
     PRODUCT_DETAILS_REQUESTED,
@@ -208,6 +211,51 @@ async def test_an_older_price_change_does_not_revalidate_orders(order_side: Orde
     assert await cached(order_side) == v3
 
 
+@attrs.define
+class PausedPuts:
+    """The in-memory cache, its writes held until `go` is set."""
+
+    inner: ProductCache
+    go: asyncio.Event = attrs.field(factory=asyncio.Event)
+    waiting: int = 0
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        return await self.inner.get_many(product_ids)
+
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
+        self.waiting += 1
+        await self.go.wait()
+        return await self.inner.put(product, partial=partial)
+
+    async def put_many(self, products: Sequence[Product]) -> None:
+        await self.inner.put_many(products)
+
+    async def active_ids(self) -> list[str]:
+        return await self.inner.active_ids()
+
+
+async def test_a_price_change_revalidates_while_its_cache_patch_is_being_written(
+    order_side: OrderSide,
+) -> None:
+    # the patch and the look-up of the orders leave together: one round trip on Redis
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    order_side.lookup.add(v1)
+    order = await place(order_side, (CHAIR, 1))
+    paused = PausedPuts(order_side.cache)
+    reactions = attrs.evolve(order_side.reactions, cache=paused)
+
+    applying = asyncio.ensure_future(reactions.price_changed(price_changed(v1, "150.00")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    flagged_meanwhile = (await order_side.get_order(order.id)).flags
+    paused.go.set()
+    await applying
+
+    assert paused.waiting == 1
+    assert flagged_meanwhile == (OrderFlag.PRICE_REVIEW,)
+    assert (await cached(order_side)) == newer(v1, current_price=Decimal("150.00"))
+
+
 async def test_a_price_change_after_its_own_snapshot_still_revalidates(order_side: OrderSide) -> None:
     # product.updated and product.price_changed of one version: the snapshot usually comes first
     v1 = a_product(CHAIR, current_price=Decimal("100.00"))
@@ -303,3 +351,41 @@ async def test_a_partial_patch_never_replaces_the_whole_snapshot_of_its_version(
     await order_side.reactions.price_changed(price_changed(v1, "1.00"))
 
     assert await cached(order_side) == whole_v2
+
+
+async def _priced_world(side: OrderSide) -> list[Order]:
+    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
+    desk = a_product(DESK, current_price=Decimal("100.00"))
+    side.lookup.add(v1, desk)
+    orders = [await place(side, (CHAIR, 1)), await place(side, (DESK, 2), (CHAIR, 1))]
+    await side.reactions.snapshot_arrived(newer(newer(desk)))  # the desk's v3 is known already
+    return orders
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["one-each", "two-of-one-product"])
+async def test_price_changes_applied_together_end_as_applied_one_by_one(twice: bool) -> None:
+    chair, desk = (
+        a_product(CHAIR, current_price=Decimal("100.00")),
+        a_product(DESK, current_price=Decimal("100.00")),
+    )
+    events = [
+        PriceChanged(CHAIR, Decimal("100.00"), Decimal("150.00"), chair.base_price, 2),
+        PriceChanged(DESK, Decimal("100.00"), Decimal("180.00"), desk.base_price, 2),
+        PriceChanged("never-cached", Decimal("1.00"), Decimal("2.00"), Decimal("1.00"), 7),
+    ]
+    if twice:
+        events.append(PriceChanged(CHAIR, Decimal("150.00"), Decimal("90.00"), chair.base_price, 3))
+    together, alone = build_order_side(), build_order_side()
+    orders_together, orders_alone = await _priced_world(together), await _priced_world(alone)
+
+    await together.reactions.prices_changed(events)
+    for event in events:
+        await alone.reactions.price_changed(event)
+
+    ids = [CHAIR, DESK, "never-cached"]
+    assert await together.cache.get_many(ids) == await alone.cache.get_many(ids)
+    assert [(await together.get_order(o.id)).flags for o in orders_together] == [
+        (await alone.get_order(o.id)).flags for o in orders_alone
+    ]
+    assert (await together.cache.get_many([CHAIR]))[CHAIR].version == (3 if twice else 2)
+    assert (await together.get_order(orders_together[0].id)).flags == (OrderFlag.PRICE_REVIEW,)

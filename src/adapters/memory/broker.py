@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import attrs
 
 from adapters.broker import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    BatchHandler,
     ConsumerLag,
     ConsumerSpec,
     Handler,
@@ -42,6 +44,8 @@ class _MemoryDelivery:
     attempt: int
     _consumer: _Consumer
     settled: bool = False
+    on_settled: Callable[[], None] = lambda: None
+    """Called once, on the first settlement."""
 
     @property
     def subject(self) -> str:
@@ -52,15 +56,20 @@ class _MemoryDelivery:
         return self.message.data
 
     async def ack(self) -> None:
-        self.settled = True
+        self._settle()
 
     async def nak(self, delay_s: float) -> None:
         if not self.settled:
-            self.settled = True
+            self._settle()
             self._consumer.redeliver(self.message, self.attempt, delay_s)
 
     async def term(self) -> None:
-        self.settled = True
+        self._settle()
+
+    def _settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.on_settled()
 
 
 @attrs.define(eq=False)
@@ -91,6 +100,8 @@ class _Consumer:
 
 @attrs.define(eq=False)
 class _MemorySubscription:
+    """`spec.concurrency` loops, each handling one message at a time."""
+
     consumer: _Consumer
     handler: Handler
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
@@ -106,18 +117,64 @@ class _MemorySubscription:
             message, attempt = await self.consumer.queue.get()
             delivery = _MemoryDelivery(message, attempt, self.consumer)
             self.consumer.delivered += 1
-            try:
-                # not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the handler
-                # finishes, and stop() would then wait forever on this loop
-                async with asyncio.timeout(self.consumer.spec.ack_wait_s):
-                    await self.handler(delivery)
-            except Exception:
-                log.exception("handler failed on %s", message.subject)
-            if not delivery.settled:
-                self.consumer.redeliver(message, attempt, 0.0)
+            await _handled(self.consumer, [delivery], lambda ds: self.handler(ds[0]))
 
     async def stop(self) -> None:
         await cancel_and_wait(self.tasks)
+
+
+@attrs.define(eq=False)
+class _MemoryBatchSubscription:
+    """As the JetStream consumer: what is queued, up to the free slots, goes out as one batch
+    to a task of its own; a slot is free again once its message is settled."""
+
+    consumer: _Consumer
+    handler: BatchHandler
+    tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    unsettled: int = 0
+    slot_freed: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def start(self) -> None:
+        self.tasks.add(asyncio.create_task(self._dispatch(), name=f"consume-{self.consumer.spec.name}"))
+
+    async def _dispatch(self) -> None:
+        queue, limit = self.consumer.queue, self.consumer.spec.concurrency
+        while True:
+            while self.unsettled >= limit:
+                self.slot_freed.clear()
+                await self.slot_freed.wait()
+            taken = [await queue.get()]
+            while len(taken) < limit - self.unsettled and not queue.empty():
+                taken.append(queue.get_nowait())
+            deliveries = [
+                _MemoryDelivery(message, attempt, self.consumer, on_settled=self._one_settled)
+                for message, attempt in taken
+            ]
+            self.consumer.delivered += len(deliveries)
+            self.unsettled += len(deliveries)
+            task = asyncio.create_task(_handled(self.consumer, deliveries, self.handler))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _one_settled(self) -> None:
+        self.unsettled -= 1
+        self.slot_freed.set()
+
+    async def stop(self) -> None:
+        await cancel_and_wait(list(self.tasks))
+
+
+async def _handled(consumer: _Consumer, deliveries: list[_MemoryDelivery], handler: BatchHandler) -> None:
+    try:
+        # not asyncio.wait_for: on 3.11 it swallows a cancel that lands as the handler
+        # finishes, and stop() would then wait forever on this loop
+        async with asyncio.timeout(consumer.spec.ack_wait_s):
+            await handler(deliveries)
+    except Exception:
+        log.exception("handler failed on %s", deliveries[0].subject)
+    for delivery in deliveries:
+        if not delivery.settled:
+            await delivery.nak(0.0)
 
 
 @attrs.define
@@ -126,7 +183,7 @@ class InMemoryBroker:
     messages: list[StoredMessage] = attrs.field(factory=list)
     _msg_ids: set[str] = attrs.field(factory=set)
     _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
-    _subscriptions: list[_MemorySubscription] = attrs.field(factory=list)
+    _subscriptions: list[_MemorySubscription | _MemoryBatchSubscription] = attrs.field(factory=list)
     max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Refused above this, headers counted, as nats-server does: a size bug shows in the unit tier."""
 
@@ -152,6 +209,18 @@ class InMemoryBroker:
             consumer.offer(message)
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
+        subscription = _MemorySubscription(self._consumer(spec), handler)
+        subscription.start()
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> _MemoryBatchSubscription:
+        batches = _MemoryBatchSubscription(self._consumer(spec), handler)
+        batches.start()
+        self._subscriptions.append(batches)
+        return batches
+
+    def _consumer(self, spec: ConsumerSpec) -> _Consumer:
         consumer = self._consumers.get(spec.name) if spec.durable else None
         if consumer is None:
             consumer = _Consumer(spec)
@@ -160,10 +229,7 @@ class InMemoryBroker:
                 for message in self.messages:
                     consumer.offer(message)
             self._consumers[spec.name if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
-        subscription = _MemorySubscription(consumer, handler)
-        subscription.start()
-        self._subscriptions.append(subscription)
-        return subscription
+        return consumer
 
     async def ping(self) -> bool:
         return not self.outage.down

@@ -46,6 +46,9 @@ class InMemoryOrderStore:
         self.outbox.outage.check()
         return list(self._by_product.get(product_id, []))
 
+    async def ids_holding_each(self, product_ids: Sequence[str]) -> dict[str, list[str]]:
+        return {product_id: await self.ids_holding(product_id) for product_id in product_ids}
+
     async def ids_flagged(self, flag: OrderFlag) -> list[str]:
         self.outbox.outage.check()
         return [o.id for o in self._orders.values() if flag in o.flags]

@@ -37,10 +37,10 @@ class InMemoryProductCache:
         found = {pid: self._live(pid) for pid in product_ids}
         return {pid: p for pid, p in found.items() if p is not None}
 
-    async def put_many(self, products: Sequence[Product]) -> None:
+    async def put_many(self, products: Sequence[Product], *, partial: bool = False) -> None:
         self.outage.check()
         for product in products:
-            await self.put(product)
+            await self.put(product, partial=partial)
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()

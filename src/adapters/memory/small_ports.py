@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 
 from application.ports import Clock
@@ -16,6 +18,13 @@ class InMemoryProcessedEvents:
     async def seen(self, event_id: str) -> bool:
         expires = self._seen.get(event_id)
         return expires is not None and expires > self.clock.monotonic()
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        return {event_id for event_id in event_ids if await self.seen(event_id)}
+
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        for event_id in event_ids:
+            await self.remember(event_id)
 
     async def remember(self, event_id: str) -> None:
         now = self.clock.monotonic()

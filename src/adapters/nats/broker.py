@@ -15,13 +15,19 @@ from nats.js.api import PubAck
 
 from adapters.broker import (
     MSG_ID_HEADER,
+    BatchHandler,
     ConsumerLag,
     ConsumerSpec,
     Handler,
     refuse_unpublishable,
 )
 from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
-from adapters.nats.consuming import JetStreamSubscription, SubjectConsumer
+from adapters.nats.consuming import (
+    DeliveriesHandler,
+    JetStreamSubscription,
+    SubjectConsumer,
+    one_at_a_time,
+)
 from domain.errors import EventBusUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,12 @@ class JetStreamBroker:
             log.debug("%s %s was stored before (seq %s)", subject, msg_id, ack.seq)
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> JetStreamSubscription:
+        return await self._subscribe(spec, one_at_a_time(handler))
+
+    async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> JetStreamSubscription:
+        return await self._subscribe(spec, handler)
+
+    async def _subscribe(self, spec: ConsumerSpec, handler: DeliveriesHandler) -> JetStreamSubscription:
         subscription = JetStreamSubscription(
             [SubjectConsumer.of(self._connection, spec, subject, handler) for subject in spec.subjects],
             self._subscriptions,

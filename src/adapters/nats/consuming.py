@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import nats.errors
@@ -70,6 +70,8 @@ class JetStreamDelivery:
 
     msg: Msg
     settled: bool = False
+    on_settled: Callable[[], None] = lambda: None
+    """Called once, on the first settlement."""
 
     @property
     def subject(self) -> str:
@@ -84,16 +86,21 @@ class JetStreamDelivery:
         return int(self.msg.metadata.num_delivered)
 
     async def ack(self) -> None:
-        self.settled = True
+        self._settle()
         await _translated(self.msg.ack())
 
     async def nak(self, delay_s: float) -> None:
-        self.settled = True
+        self._settle()
         await _translated(self.msg.nak(delay=delay_s if delay_s > 0 else None))
 
     async def term(self) -> None:
-        self.settled = True
+        self._settle()
         await _translated(self.msg.term())
+
+    def _settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.on_settled()
 
 
 async def _translated(settle: Awaitable[None]) -> None:
@@ -103,14 +110,54 @@ async def _translated(settle: Awaitable[None]) -> None:
         raise EventBusUnavailable(f"could not settle the message: {error!r}") from error
 
 
+DeliveriesHandler = Callable[[Sequence[JetStreamDelivery]], Awaitable[None]]
+
+
+def one_at_a_time(handler: Handler) -> DeliveriesHandler:
+    """A per-delivery handler over a fetched batch: each delivery runs on its own, concurrently,
+    and one that fails is settled alone (the others keep their outcome)."""
+
+    async def alone(delivery: JetStreamDelivery) -> None:
+        try:
+            await handler(delivery)
+        except Exception:
+            log.exception(
+                "handler failed on %s; redelivery in %.1fs", delivery.subject, FAILED_HANDLER_DELAY_S
+            )
+            await settle_unsettled([delivery], FAILED_HANDLER_DELAY_S)
+
+    async def each(deliveries: Sequence[JetStreamDelivery]) -> None:
+        if len(deliveries) == 1:
+            await alone(deliveries[0])
+        else:
+            await asyncio.gather(*map(alone, deliveries))
+
+    return each
+
+
+async def settle_unsettled(deliveries: Sequence[JetStreamDelivery], delay_s: float) -> None:
+    for delivery in deliveries:
+        if delivery.settled:
+            continue
+        try:
+            await delivery.nak(delay_s)
+        except EventBusUnavailable as error:
+            log.warning("could not nak %s (ack_wait will redeliver it): %s", delivery.subject, error.message)
+
+
 @attrs.define(eq=False)
 class SubjectConsumer:
-    """One JetStream pull consumer and the loop that fetches from it and runs the handler."""
+    """One JetStream pull consumer and the loop that fetches from it and runs the handler.
+
+    Each fetch asks for as many messages as `spec.concurrency` leaves free; what it brings (a
+    batch) goes to the handler in one task, under one deadline. A message's slot is free again
+    once it is settled, so one slow message holds its own slot only, not its batch's.
+    """
 
     connection: NatsConnection
     spec: ConsumerSpec
     subject: str
-    handler: Handler
+    handler: DeliveriesHandler
     name: str
     stream: str
     _psub: JetStreamContext.PullSubscription | None = None
@@ -119,11 +166,13 @@ class SubjectConsumer:
     _ensured_generation: int = -1
     _checked_at: float = 0.0
     _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
+    _unsettled: int = 0
+    _slot_freed: asyncio.Event = attrs.field(factory=asyncio.Event)
     _fetcher: asyncio.Task[None] | None = None
 
     @classmethod
     def of(
-        cls, connection: NatsConnection, spec: ConsumerSpec, subject: str, handler: Handler
+        cls, connection: NatsConnection, spec: ConsumerSpec, subject: str, handler: DeliveriesHandler
     ) -> SubjectConsumer:
         name = consumer_name(spec.name, subject)
         if not spec.durable:
@@ -244,42 +293,39 @@ class SubjectConsumer:
                 continue
             delay = RETRY_MIN_S
             self._checked_at = time.monotonic()
-            for msg in messages:
-                task = asyncio.create_task(self._handle(msg), name=f"handle-{self.name}")
+            if messages:
+                deliveries = [JetStreamDelivery(msg, on_settled=self._one_settled) for msg in messages]
+                self._unsettled += len(deliveries)
+                task = asyncio.create_task(self._handle(deliveries), name=f"handle-{self.name}")
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
 
+    def _one_settled(self) -> None:
+        self._unsettled -= 1
+        self._slot_freed.set()
+
     def _free_slots(self) -> int:
-        return max(self.spec.concurrency - len(self._in_flight), 1)
+        return max(self.spec.concurrency - self._unsettled, 1)
 
     async def _wait_for_a_free_slot(self) -> None:
-        while len(self._in_flight) >= self.spec.concurrency:
-            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        while self._unsettled >= self.spec.concurrency:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
 
-    async def _handle(self, msg: Msg) -> None:
-        delivery = JetStreamDelivery(msg)
+    async def _handle(self, deliveries: list[JetStreamDelivery]) -> None:
         try:
             async with asyncio.timeout(self.spec.ack_wait_s):
-                await self.handler(delivery)
+                await self.handler(deliveries)
         except Exception:
             log.exception(
                 "handler of %s failed on %s; redelivery in %.1fs",
                 self.spec.name,
-                msg.subject,
+                self.subject,
                 FAILED_HANDLER_DELAY_S,
             )
-            await self._settle_unsettled(delivery, FAILED_HANDLER_DELAY_S)
+            await settle_unsettled(deliveries, FAILED_HANDLER_DELAY_S)
             return
-        await self._settle_unsettled(delivery, 0.0)
-
-    @staticmethod
-    async def _settle_unsettled(delivery: JetStreamDelivery, delay_s: float) -> None:
-        if delivery.settled:
-            return
-        try:
-            await delivery.nak(delay_s)
-        except EventBusUnavailable as error:
-            log.warning("could not nak %s (ack_wait will redeliver it): %s", delivery.subject, error.message)
+        await settle_unsettled(deliveries, 0.0)
 
 
 @attrs.define(eq=False)

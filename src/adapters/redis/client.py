@@ -69,21 +69,6 @@ class AutoPipeline:
         finally:
             self._send_queued()
 
-    async def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """The commands' replies in order; an error, a command's own or the batch's connection
-        failure, is the reply, not raised. They leave together, now or with the next batch."""
-        loop = asyncio.get_running_loop()
-        batch = [(command, loop.create_future()) for command in commands]
-        if self._busy:
-            self._queued.extend(batch)
-            return list(await asyncio.gather(*(waiter for _, waiter in batch), return_exceptions=True))
-        self._busy = True
-        try:
-            await self._send(batch)
-        finally:
-            self._send_queued()
-        return [waiter.exception() or waiter.result() for _, waiter in batch]
-
     def _send_queued(self) -> None:
         """What queued meanwhile leaves now, in a task of its own: its callers are not ours to
         cancel, and a caller that gives up does not take the batch with it."""
@@ -181,25 +166,6 @@ class RedisClient:
         except NoScriptError:
             # a restarted server has an empty script cache; EVAL runs and caches it again
             return await self.batched.execute("EVAL", script.source, len(keys), *keys, *args)
-
-    async def run_many(
-        self, script: LuaScript, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
-    ) -> list[Any]:
-        """`run` for each (keys, args), all in one round trip; the first error is raised."""
-        replies = await self.batched.execute_many(
-            [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
-        )
-        forgotten = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if forgotten:
-            retried = await self.batched.execute_many(
-                [("EVAL", script.source, len(calls[n][0]), *calls[n][0], *calls[n][1]) for n in forgotten]
-            )
-            for n, reply in zip(forgotten, retried, strict=True):
-                replies[n] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
 
     async def ping(self) -> bool:
         """For readiness: True when the server answers within a couple of seconds."""

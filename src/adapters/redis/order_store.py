@@ -47,6 +47,13 @@ outbox (id, JSON) pairs.
 One script is one atomic step: the idempotency check and every write happen together or not at
 all, so two concurrent requests with one key store one order."""
 
+_MEMBERS_OF_EACH = LuaScript("""
+local members = {}
+for i, key in ipairs(KEYS) do members[i] = redis.call('SMEMBERS', key) end
+return members
+""")
+"""KEYS: sets. The members of each, in one call."""
+
 IDEMPOTENCY_TTL_S = 24 * 3600
 """How long an Idempotency-Key is remembered: a client retries within minutes, and a day is
 the usual promise (kept forever, one key per order would only grow)."""
@@ -145,6 +152,15 @@ class RedisOrderStore:
             return sorted(
                 texts(await self.client.batched.execute("SMEMBERS", self.keys.orders_holding(product_id)))
             )
+
+    async def ids_holding_each(self, product_ids: Sequence[str]) -> dict[str, list[str]]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return {}
+        keys = [self.keys.orders_holding(product_id) for product_id in ids]
+        with translated(StoreUnavailable, self._unavailable):
+            members = await self.client.run(_MEMBERS_OF_EACH, keys, [])
+        return {product_id: sorted(texts(found)) for product_id, found in zip(ids, members, strict=True)}
 
     async def ids_flagged(self, flag: OrderFlag) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):

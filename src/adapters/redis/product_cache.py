@@ -14,33 +14,61 @@ from domain.products import Product, ProductStatus
 
 log = logging.getLogger(__name__)
 
-_PUT = LuaScript("""
-local current = redis.call('GET', KEYS[1])
-if current then
-  local readable, stored = pcall(cjson.decode, current)
-  if readable and type(stored) == 'table' and tonumber(stored['version']) then
-    local stored_version, version = tonumber(stored['version']), tonumber(ARGV[1])
-    local completes = stored_version == version and stored['partial'] == true and ARGV[6] == '0'
-    if stored_version > version or (stored_version == version and not completes) then
-      return 0
+_PUT_ONE = """
+local function put_one(key, index, version, json, ttl, active, id, partial, now_ms)
+  local current = redis.call('GET', key)
+  if current then
+    local readable, stored = pcall(cjson.decode, current)
+    if readable and type(stored) == 'table' and tonumber(stored['version']) then
+      local stored_version = tonumber(stored['version'])
+      local completes = stored_version == version and stored['partial'] == true and partial == '0'
+      if stored_version > version or (stored_version == version and not completes) then
+        return 0, now_ms
+      end
     end
   end
+  redis.call('SET', key, json, 'PX', ttl)
+  if active == '1' then
+    if not now_ms then
+      local now = redis.call('TIME')
+      now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    end
+    redis.call('ZADD', index, now_ms + tonumber(ttl), id)
+  else
+    redis.call('ZREM', index, id)
+  end
+  return 1, now_ms
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if ARGV[4] == '1' then
-  local now = redis.call('TIME')
-  local expires_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[2], expires_ms, ARGV[5])
-else
-  redis.call('ZREM', KEYS[2], ARGV[5])
-end
-return 1
-""")
+"""
+
+_PUT = LuaScript(
+    _PUT_ONE
+    + """
+local stored = put_one(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], nil)
+return stored
+"""
+)
 """KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
 partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
 An unreadable entry is overwritten rather than blocking every newer version until it expires.
 The active index is a sorted set scored by when each entry expires (the server's clock), so
 listing the live ones needs no look at every product key."""
+
+_PUT_MANY = LuaScript(
+    _PUT_ONE
+    + """
+local index, ttl, partial, now_ms, stored = KEYS[#KEYS], ARGV[1], ARGV[2], nil, 0
+for i = 1, #KEYS - 1 do
+  local at, one = 2 + (i - 1) * 4, 0
+  local version, json, active, id = tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  one, now_ms = put_one(KEYS[i], index, version, json, ttl, active, id, partial, now_ms)
+  stored = stored + one
+end
+return stored
+"""
+)
+"""`_PUT` of several products in one call, the server's clock read once. KEYS: the products' keys,
+then the active index. ARGV: TTL ms, partial (1/0), then version, JSON, active, id of each."""
 
 _ACTIVE_IDS = LuaScript("""
 local now = redis.call('TIME')
@@ -105,12 +133,18 @@ class RedisProductCache:
         with translated(CacheUnavailable, self._unavailable):
             return bool(await self.client.run(_PUT, keys, args))
 
-    async def put_many(self, products: Sequence[Product]) -> None:
+    async def put_many(self, products: Sequence[Product], *, partial: bool = False) -> None:
         if not products:
             return
-        calls = [self._put_call(product, partial=False) for product in products]
+        keys: list[str] = []
+        args: list[str | int] = [self.ttl_ms, "1" if partial else "0"]
+        for product in products:
+            product_keys, (version, json, _, active, product_id, _) = self._put_call(product, partial)
+            keys.append(product_keys[0])
+            args += [version, json, active, product_id]
+        keys.append(self.keys.active_products)
         with translated(CacheUnavailable, self._unavailable):
-            await self.client.run_many(_PUT, calls)
+            await self.client.run(_PUT_MANY, keys, args)
 
     def _put_call(self, product: Product, partial: bool) -> tuple[list[str], list[str | int]]:
         wire = product_to_wire(product)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from adapters.redis.client import LuaScript, RedisClient, translated
 from adapters.redis.keys import Keyspace
@@ -22,6 +23,13 @@ return 0
 """Delete the lease only while it is still ours: once it expired another holder may have it."""
 
 
+_REMEMBER_ALL = LuaScript("""
+for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'PX', ARGV[1]) end
+return #KEYS
+""")
+"""KEYS: the processed-event keys. ARGV: their TTL in ms. One command from the client for a batch."""
+
+
 def _milliseconds(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
 
@@ -36,6 +44,21 @@ class RedisProcessedEvents:
     async def seen(self, event_id: str) -> bool:
         with translated(StoreUnavailable, self._unavailable):
             return bool(await self.client.batched.execute("EXISTS", self.keys.processed_event(event_id)))
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        ids = list(event_ids)
+        if not ids:
+            return set()
+        with translated(StoreUnavailable, self._unavailable):
+            found = await self.client.batched.execute("MGET", *map(self.keys.processed_event, ids))
+        return {event_id for event_id, value in zip(ids, found, strict=True) if value is not None}
+
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        keys = [self.keys.processed_event(event_id) for event_id in dict.fromkeys(event_ids)]
+        if not keys:
+            return
+        with translated(StoreUnavailable, self._unavailable):
+            await self.client.run(_REMEMBER_ALL, keys, [self.ttl_ms])
 
     async def remember(self, event_id: str) -> None:
         with translated(StoreUnavailable, self._unavailable):
