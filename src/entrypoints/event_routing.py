@@ -117,10 +117,12 @@ def product_service_handlers(
     """`stored_events` is told when a handler stored outbox entries (the relay's wake-up)."""
 
     async def details_requested(envelope: Envelope) -> None:
-        await answer.one(data_of(envelope, ProductDetailsRequested), envelope.correlation_id)
+        await answer.one(data_of(envelope, ProductDetailsRequested), envelope.correlation_id, envelope.id)
 
     async def batch_details_requested(envelope: Envelope) -> None:
-        await answer.batch(data_of(envelope, ProductBatchDetailsRequested), envelope.correlation_id)
+        await answer.batch(
+            data_of(envelope, ProductBatchDetailsRequested), envelope.correlation_id, envelope.id
+        )
 
     async def order_created(envelope: Envelope) -> None:
         if await catalog.reserve_for_order(data_of(envelope, OrderCreated)):
