@@ -74,6 +74,13 @@ class Broker(Protocol):
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> Subscription: ...
 
+    async def listen(self, subjects: Sequence[str], queue: str | None, handler: Handler) -> Subscription:
+        """The fast path: what is published on `subjects` from now on, handed over as it is
+        published (before any stream stores it), at most once, to one listener per `queue`
+        (each listener when None). Nothing is redelivered: settling a delivery does nothing,
+        and a durable consumer of the same subjects must stay as the backstop."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def consumer_lag(self) -> dict[str, ConsumerLag]:
@@ -85,6 +92,24 @@ class Broker(Protocol):
 class ConsumerLag:
     pending: int
     ack_pending: int
+
+
+@attrs.frozen
+class FastDelivery:
+    """A message handed to a listener: one attempt, nothing to settle."""
+
+    subject: str
+    data: bytes
+    attempt: int = 1
+
+    async def ack(self) -> None:
+        return None
+
+    async def nak(self, delay_s: float) -> None:
+        return None
+
+    async def term(self) -> None:
+        return None
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

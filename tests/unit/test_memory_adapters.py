@@ -220,3 +220,56 @@ async def test_the_in_memory_broker_refuses_what_nats_server_would_refuse_for_si
     with pytest.raises(EventBusUnavailable, match="over max_payload 200"):
         await broker.publish("product.updated", b"x" * (fits + 1), "m-2")
     assert [m.msg_id for m in broker.messages] == ["m-1"]
+
+
+async def test_listeners_hear_every_publish_at_once_duplicates_included() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    await broker.listen(["product.details_provided.*"], None, listen)
+    await broker.publish("product.details_provided.i-1", b"one", "m-1")
+    await broker.publish("product.details_provided.i-1", b"one", "m-1")  # stored once, heard twice
+    await broker.publish("product.details_requested", b"other", "m-2")
+    await eventually(lambda: heard == [b"one", b"one"])
+    assert len(broker.on_subject("product.details_provided.i-1")) == 1
+    await broker.close()
+
+
+async def test_a_queue_group_hands_each_message_to_one_listener() -> None:
+    broker = InMemoryBroker()
+    heard: list[tuple[str, bytes]] = []
+
+    def listener(name: str) -> object:
+        async def listen(delivery: Delivery) -> None:
+            heard.append((name, delivery.data))
+            await delivery.ack()  # nothing to settle: a no-op
+
+        return listen
+
+    for name in ("a", "b"):
+        await broker.listen(["product.details_requested"], "group", listener(name))  # type: ignore[arg-type]
+    for n in range(4):
+        await broker.publish("product.details_requested", f"m{n}".encode(), f"m-{n}")
+    await eventually(lambda: len(heard) == 4)
+    await asyncio.sleep(0.02)
+    assert sorted(data for _, data in heard) == [b"m0", b"m1", b"m2", b"m3"]
+    assert {name for name, _ in heard} == {"a", "b"}
+    await broker.close()
+
+
+async def test_a_stopped_listener_hears_nothing_more() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    listener = await broker.listen(["order.created"], None, listen)
+    await listener.stop()
+    await broker.publish("order.created", b"late", "m-1")
+    await asyncio.sleep(0.02)
+    assert heard == []
+    await broker.close()

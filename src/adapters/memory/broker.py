@@ -3,13 +3,16 @@
 Delivery is asynchronous and at least once: a handler that naks, fails to settle within
 `ack_wait_s`, or raises gets the message again (up to `max_deliver`); a publish with a
 `msg_id` seen before is stored once; durable consumers are shared by every subscriber with
-the same name, so each message goes to one of them.
+the same name, so each message goes to one of them. Listeners (the fast path) get every
+publish at once, duplicates included, as core NATS subscribers do; one per queue group.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections.abc import Sequence
 
 import attrs
 
@@ -17,6 +20,7 @@ from adapters.broker import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     ConsumerLag,
     ConsumerSpec,
+    FastDelivery,
     Handler,
     matches_any,
     refuse_unpublishable,
@@ -120,6 +124,32 @@ class _MemorySubscription:
         await cancel_and_wait(self.tasks)
 
 
+@attrs.define(eq=False)
+class _Listener:
+    subjects: tuple[str, ...]
+    queue: str | None
+    handler: Handler
+    tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    stopped: bool = False
+
+    def hand(self, subject: str, data: bytes) -> None:
+        if self.stopped:
+            return
+        task = asyncio.create_task(self._run(FastDelivery(subject, data)), name=f"listen-{subject}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, delivery: FastDelivery) -> None:
+        try:
+            await self.handler(delivery)
+        except Exception:
+            log.exception("listener failed on %s", delivery.subject)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        await cancel_and_wait(list(self.tasks))
+
+
 @attrs.define
 class InMemoryBroker:
     outage: Outage = attrs.field(factory=lambda: Outage(EventBusUnavailable))
@@ -127,6 +157,8 @@ class InMemoryBroker:
     _msg_ids: set[str] = attrs.field(factory=set)
     _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
     _subscriptions: list[_MemorySubscription] = attrs.field(factory=list)
+    _listeners: list[_Listener] = attrs.field(factory=list)
+    _turns: itertools.count[int] = attrs.field(factory=itertools.count)
     max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Refused above this, headers counted, as nats-server does: a size bug shows in the unit tier."""
 
@@ -136,6 +168,8 @@ class InMemoryBroker:
     async def close(self) -> None:
         for subscription in self._subscriptions:
             await subscription.stop()
+        for listener in list(self._listeners):
+            await listener.stop()
         for consumer in self._consumers.values():
             for timer in consumer.timers:
                 timer.cancel()
@@ -143,6 +177,7 @@ class InMemoryBroker:
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
         self.outage.check()
         refuse_unpublishable(subject, data, msg_id, self.max_payload)
+        self._hand_to_listeners(subject, data)
         if msg_id in self._msg_ids:
             return
         self._msg_ids.add(msg_id)
@@ -164,6 +199,23 @@ class InMemoryBroker:
         subscription.start()
         self._subscriptions.append(subscription)
         return subscription
+
+    async def listen(self, subjects: Sequence[str], queue: str | None, handler: Handler) -> _Listener:
+        listener = _Listener(tuple(subjects), queue, handler)
+        self._listeners.append(listener)
+        return listener
+
+    def _hand_to_listeners(self, subject: str, data: bytes) -> None:
+        groups: dict[str, list[_Listener]] = {}
+        for listener in self._listeners:
+            if listener.stopped or not matches_any(listener.subjects, subject):
+                continue
+            if listener.queue is None:
+                listener.hand(subject, data)
+            else:
+                groups.setdefault(listener.queue, []).append(listener)
+        for members in groups.values():
+            members[next(self._turns) % len(members)].hand(subject, data)
 
     async def ping(self) -> bool:
         return not self.outage.down
