@@ -35,6 +35,7 @@ from domain.events import (
     ProductUpdated,
 )
 from entrypoints.consumers import EventHandler
+from entrypoints.fast_path import FastPathSpec
 
 D = TypeVar("D", bound=EventData)
 
@@ -111,6 +112,20 @@ def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
     ]
 
 
+def order_service_fast_path(instance_id: str) -> list[FastPathSpec]:
+    """The replies to this instance's requests, as they are published (the reply consumer backs it)."""
+    return [
+        FastPathSpec(
+            name=f"order-service-replies-{instance_id}",
+            subjects=(
+                f"{PRODUCT_DETAILS_PROVIDED}.{instance_id}",
+                f"{PRODUCT_BATCH_DETAILS_PROVIDED}.{instance_id}",
+            ),
+            shared=False,  # only this instance's own reply consumer gets them
+        )
+    ]
+
+
 def product_service_handlers(
     catalog: Catalog, answer: AnswerDetailsRequests, stored_events: Callable[[], None] = lambda: None
 ) -> dict[str, EventHandler]:
@@ -140,5 +155,16 @@ def product_service_consumers() -> list[ConsumerSpec]:
         ConsumerSpec(
             name="product-service",
             subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED, ORDER_CREATED),
+        )
+    ]
+
+
+def product_service_fast_path() -> list[FastPathSpec]:
+    """Details requests as they are published, one instance each (the durable consumer backs it)."""
+    return [
+        FastPathSpec(
+            name="product-service",
+            subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED),
+            queue="product-service-details",
         )
     ]
