@@ -55,6 +55,9 @@ class ConsumerSpec:
     max_deliver: int = 10
     ack_wait_s: float = 30.0
     concurrency: int = 16
+    fetch_pause_s: float = 0.0
+    """A backstop behind a fast path: after a fetch that did not fill up, wait this long before
+    the next, so that one fetch takes many messages instead of one round trip each."""
 
 
 class Subscription(Protocol):

@@ -325,3 +325,18 @@ async def test_a_stopped_listener_hears_nothing_more(brokers: Brokers) -> None:
     await broker.publish("order.created", b"{}", "order-1")
     await asyncio.sleep(0.2)
     assert heard.seen == []
+
+
+async def test_a_paced_consumer_takes_what_gathered_in_one_fetch(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    consumed = Recorder()
+    spec = ConsumerSpec(name="svc", subjects=("product.details_requested",), fetch_pause_s=0.5)
+    await broker.subscribe(spec, consumed)
+    await broker.publish("product.details_requested", b"first", "request-0")
+    await eventually(lambda: len(consumed.seen) == 1, what="the first delivered")
+    for n in range(1, 6):  # published during the pause that follows a fetch short of its batch
+        await broker.publish("product.details_requested", b"later", f"request-{n}")
+    await eventually(lambda: len(consumed.seen) == 6, what="the rest delivered")
+    later = [at for _, _, _, at in consumed.seen[1:]]
+    assert max(later) - min(later) < 0.1  # together, after the pause
+    assert min(later) - consumed.seen[0][3] > 0.4

@@ -187,14 +187,16 @@ class InMemoryBroker:
             consumer.offer(message)
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
-        consumer = self._consumers.get(spec.name) if spec.durable else None
+        # JetStream has a consumer per spec name and subject: two specs of one name are two consumers
+        durable_key = f"{spec.name}:{','.join(spec.subjects)}"
+        consumer = self._consumers.get(durable_key) if spec.durable else None
         if consumer is None:
             consumer = _Consumer(spec)
             if spec.durable:
                 # A new durable consumer starts from the beginning of the stream, as on JetStream.
                 for message in self.messages:
                     consumer.offer(message)
-            self._consumers[spec.name if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
+            self._consumers[durable_key if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
         subscription = _MemorySubscription(consumer, handler)
         subscription.start()
         self._subscriptions.append(subscription)
@@ -221,8 +223,13 @@ class InMemoryBroker:
         return not self.outage.down
 
     async def consumer_lag(self) -> dict[str, ConsumerLag]:
-        """Queued messages count as pending; the twin does not track in-flight ones apart."""
-        return {name: ConsumerLag(consumer.queue.qsize(), 0) for name, consumer in self._consumers.items()}
+        """Queued messages count as pending; the twin does not track in-flight ones apart. By
+        spec name: the specs of one name add up."""
+        lag: dict[str, int] = {}
+        for key, consumer in self._consumers.items():
+            name = consumer.spec.name if consumer.spec.durable else key
+            lag[name] = lag.get(name, 0) + consumer.queue.qsize()
+        return {name: ConsumerLag(pending, 0) for name, pending in lag.items()}
 
     def on_subject(self, subject: str) -> list[StoredMessage]:
         return [m for m in self.messages if m.subject == subject]
