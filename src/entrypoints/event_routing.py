@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -75,8 +76,10 @@ def order_service_handlers(
 
     async def details_provided(envelope: Envelope) -> None:
         data = data_of(envelope, ProductDetailsProvided)
-        # the waiter first: it stores the snapshot too, and answers without waiting for this write
-        pending.complete(data.request_id, [data.product_details])
+        if pending.complete(data.request_id, [data.product_details]):
+            # a loop turn for the waiter: it answers (and stores the snapshot too) before this
+            # write has even been sent
+            await asyncio.sleep(0)
         if data.product_details is not None:
             await reactions.snapshot_arrived(data.product_details)
 
