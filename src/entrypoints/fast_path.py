@@ -122,7 +122,13 @@ class FastPathConsumer:
                 await handler(envelope)
             handled = True
         except Exception as error:
-            log.info("fast path left %s %s to the durable consumer: %r", envelope.type, envelope.id, error)
+            log.info(
+                "fast path %s left %s %s to the durable consumer: %r",
+                self.spec.name,
+                envelope.type,
+                envelope.id,
+                error,
+            )
         finally:
             self.processed.release(envelope.id, handled)
         if handled:
