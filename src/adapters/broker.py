@@ -58,6 +58,9 @@ class ConsumerSpec:
     ack_wait_s: float = 30.0
     concurrency: int = 16
     """Messages in flight at most; a fetch asks for as many as are free (a batch)."""
+    fetch_pause_s: float = 0.0
+    """A backstop behind a fast path: after a fetch that did not fill up, wait this long before
+    the next, so that one fetch takes many messages instead of one round trip each."""
 
 
 class Subscription(Protocol):
@@ -81,6 +84,13 @@ class Broker(Protocol):
         """As `subscribe`, with the deliveries fetched together handed over together."""
         ...
 
+    async def listen(self, subjects: Sequence[str], queue: str | None, handler: Handler) -> Subscription:
+        """The fast path: what is published on `subjects` from now on, handed over as it is
+        published (before any stream stores it), at most once, to one listener per `queue`
+        (each listener when None). Nothing is redelivered: settling a delivery does nothing,
+        and a durable consumer of the same subjects must stay as the backstop."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def consumer_lag(self) -> dict[str, ConsumerLag]:
@@ -92,6 +102,24 @@ class Broker(Protocol):
 class ConsumerLag:
     pending: int
     ack_pending: int
+
+
+@attrs.frozen
+class FastDelivery:
+    """A message handed to a listener: one attempt, nothing to settle."""
+
+    subject: str
+    data: bytes
+    attempt: int = 1
+
+    async def ack(self) -> None:
+        return None
+
+    async def nak(self, delay_s: float) -> None:
+        return None
+
+    async def term(self) -> None:
+        return None
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -20,6 +21,8 @@ from application.ports import (
 from domain.catalog import change_product, reserve_stock
 from domain.errors import ProductAlreadyExists, ProductNotFound, StoreUnavailable
 from domain.events import (
+    Envelope,
+    EventData,
     OrderCreated,
     ProductBatchDetailsProvided,
     ProductBatchDetailsRequested,
@@ -32,6 +35,14 @@ from domain.products import Product, ProductPatch, ProductStatus
 log = logging.getLogger(__name__)
 
 MAX_OPTIMISTIC_ATTEMPTS = 20
+REPLY_IDS = uuid.UUID("6f1d3c52-5b7e-4c8e-9a51-2f0f6a4d7c31")
+"""The namespace of reply ids: uuid5(REPLY_IDS, the request's envelope id)."""
+
+
+def reply_id_for(request_event_id: str) -> str:
+    """One id per request: a request answered twice (fast path and durable consumer, or a
+    redelivery) publishes the same reply twice, and JetStream's duplicate window stores it once."""
+    return str(uuid.uuid5(REPLY_IDS, request_event_id))
 
 
 @attrs.frozen
@@ -135,16 +146,21 @@ class AnswerDetailsRequests:
     publisher: EventPublisher
     envelopes: EnvelopeFactory
 
-    async def one(self, request: ProductDetailsRequested, correlation_id: str) -> None:
+    async def one(
+        self, request: ProductDetailsRequested, correlation_id: str, in_reply_to: str | None = None
+    ) -> None:
+        """`in_reply_to`: the request's envelope id, from which the reply's id is derived."""
         found = await self.catalog.store.get(request.product_id)
         reply = ProductDetailsProvided(request.product_id, request.request_id, found)
-        await self.publisher.publish(
-            self.envelopes.wrap(reply, correlation_id=correlation_id), request.callback_event
-        )
+        await self.publisher.publish(self._wrap(reply, correlation_id, in_reply_to), request.callback_event)
 
-    async def batch(self, request: ProductBatchDetailsRequested, correlation_id: str) -> None:
+    async def batch(
+        self, request: ProductBatchDetailsRequested, correlation_id: str, in_reply_to: str | None = None
+    ) -> None:
         products = await self.catalog.get_many(request.product_ids)
         reply = ProductBatchDetailsProvided(request.product_ids, request.request_id, tuple(products))
-        await self.publisher.publish(
-            self.envelopes.wrap(reply, correlation_id=correlation_id), request.callback_event
-        )
+        await self.publisher.publish(self._wrap(reply, correlation_id, in_reply_to), request.callback_event)
+
+    def _wrap(self, reply: EventData, correlation_id: str, in_reply_to: str | None) -> Envelope:
+        reply_id = reply_id_for(in_reply_to) if in_reply_to is not None else None
+        return self.envelopes.wrap(reply, correlation_id=correlation_id, event_id=reply_id)

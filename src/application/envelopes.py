@@ -19,10 +19,15 @@ class EnvelopeFactory:
     ids: IdGenerator
 
     def wrap(
-        self, data: EventData, correlation_id: str | None = None, at: datetime | None = None
+        self,
+        data: EventData,
+        correlation_id: str | None = None,
+        at: datetime | None = None,
+        event_id: str | None = None,
     ) -> Envelope:
-        """`at`: when what the event tells happened (a product change: its `updatedAt`); default now."""
-        event_id = self.ids.new_id()
+        """`at`: when what the event tells happened (a product change: its `updatedAt`); default now.
+        `event_id`: a chosen id (one derived from what it answers); a fresh one by default."""
+        event_id = event_id or self.ids.new_id()
         return Envelope(
             id=event_id,
             type=event_type_of(data),

@@ -100,8 +100,10 @@ class RefreshProductNow:
         request_id = self.ids.new_id()
         waiter = self.pending.open(request_id)
         try:
-            await self.ask(product_id, request_id)
-            return await asyncio.wait_for(waiter, self.timeout_s)
+            # not wait_for: it hands the reply over through a future of its own, a loop turn later
+            async with asyncio.timeout(self.timeout_s):
+                await self.ask(product_id, request_id)
+                return await waiter
         except (TimeoutError, DependencyUnavailable, asyncio.CancelledError) as error:
             task = asyncio.current_task()
             if isinstance(error, asyncio.CancelledError) and task and task.cancelling():

@@ -21,10 +21,13 @@ from entrypoints.containers import OrderService, ProductService
 from entrypoints.event_routing import (
     order_service_batch_handlers,
     order_service_consumers,
+    order_service_fast_path,
     order_service_handlers,
     product_service_consumers,
+    product_service_fast_path,
     product_service_handlers,
 )
+from entrypoints.fast_path import ProcessedHere, listen_fast
 from entrypoints.http import order_api, product_api
 from entrypoints.http.errors import error_middleware
 from entrypoints.http.observability import metrics_middleware
@@ -150,12 +153,18 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await broker.start()
     await client.start()
     _watch_dependencies(app, settings, broker, service.redis_client)
-    subscriptions = await subscribe_consumers(
+    handlers = order_service_handlers(service.reactions(), service.pending())
+    processed = ProcessedHere(service.processed())
+    metrics = service.core.metrics()
+    subscriptions = await listen_fast(
+        broker, order_service_fast_path(settings.instance_id), handlers, processed, metrics
+    )
+    subscriptions += await subscribe_consumers(
         broker,
         order_service_consumers(settings.instance_id),
-        order_service_handlers(service.reactions(), service.pending()),
-        service.processed(),
-        service.core.metrics(),
+        handlers,
+        processed,
+        metrics,
         service.core.clock(),
         order_service_batch_handlers(service.reactions()),
     )
@@ -254,13 +263,12 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
     broker = service.core.broker()
     await broker.start()
     _watch_dependencies(app, service.settings(), broker, service.redis_client)
-    subscriptions = await subscribe_consumers(
-        broker,
-        product_service_consumers(),
-        product_service_handlers(service.catalog(), service.answer(), app[OUTBOX_WAKEUP].set),
-        service.processed(),
-        service.core.metrics(),
-        service.core.clock(),
+    handlers = product_service_handlers(service.catalog(), service.answer(), app[OUTBOX_WAKEUP].set)
+    processed = ProcessedHere(service.processed())
+    metrics = service.core.metrics()
+    subscriptions = await listen_fast(broker, product_service_fast_path(), handlers, processed, metrics)
+    subscriptions += await subscribe_consumers(
+        broker, product_service_consumers(), handlers, processed, metrics, service.core.clock()
     )
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()

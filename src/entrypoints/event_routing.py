@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from domain.events import (
     ProductUpdated,
 )
 from entrypoints.consumers import EventBatchHandler, EventHandler
+from entrypoints.fast_path import FastPathSpec
 
 D = TypeVar("D", bound=EventData)
 
@@ -74,8 +76,10 @@ def order_service_handlers(
 
     async def details_provided(envelope: Envelope) -> None:
         data = data_of(envelope, ProductDetailsProvided)
-        # the waiter first: it stores the snapshot too, and answers without waiting for this write
-        pending.complete(data.request_id, [data.product_details])
+        if pending.complete(data.request_id, [data.product_details]):
+            # a loop turn for the waiter: it answers (and stores the snapshot too) before this
+            # write has even been sent
+            await asyncio.sleep(0)
         if data.product_details is not None:
             await reactions.snapshot_arrived(data.product_details)
 
@@ -105,8 +109,14 @@ def order_service_batch_handlers(reactions: ProductEventReactions) -> dict[str, 
     return {PRODUCT_PRICE_CHANGED: prices_changed}
 
 
+BACKSTOP_FETCH_PAUSE_S = 0.2
+"""The consumers behind a fast path fetch at most this often while idle: they mostly find what
+the fast path has handled already, and many at once cost less than one at a time."""
+
+
 def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
-    """The product events, shared by every instance; the replies to this instance's requests."""
+    """The product events, shared by every instance; the replies to this instance's requests
+    (the backstop of the fast path)."""
     return [
         ConsumerSpec(name="order-service", subjects=ORDER_SERVICE_PRODUCT_EVENTS),
         ConsumerSpec(
@@ -116,7 +126,22 @@ def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
                 f"{PRODUCT_BATCH_DETAILS_PROVIDED}.{instance_id}",
             ),
             durable=False,
+            fetch_pause_s=BACKSTOP_FETCH_PAUSE_S,
         ),
+    ]
+
+
+def order_service_fast_path(instance_id: str) -> list[FastPathSpec]:
+    """The replies to this instance's requests, as they are published (the reply consumer backs it)."""
+    return [
+        FastPathSpec(
+            name=f"order-service-replies-{instance_id}",
+            subjects=(
+                f"{PRODUCT_DETAILS_PROVIDED}.{instance_id}",
+                f"{PRODUCT_BATCH_DETAILS_PROVIDED}.{instance_id}",
+            ),
+            shared=False,  # only this instance's own reply consumer gets them
+        )
     ]
 
 
@@ -126,10 +151,12 @@ def product_service_handlers(
     """`stored_events` is told when a handler stored outbox entries (the relay's wake-up)."""
 
     async def details_requested(envelope: Envelope) -> None:
-        await answer.one(data_of(envelope, ProductDetailsRequested), envelope.correlation_id)
+        await answer.one(data_of(envelope, ProductDetailsRequested), envelope.correlation_id, envelope.id)
 
     async def batch_details_requested(envelope: Envelope) -> None:
-        await answer.batch(data_of(envelope, ProductBatchDetailsRequested), envelope.correlation_id)
+        await answer.batch(
+            data_of(envelope, ProductBatchDetailsRequested), envelope.correlation_id, envelope.id
+        )
 
     async def order_created(envelope: Envelope) -> None:
         if await catalog.reserve_for_order(data_of(envelope, OrderCreated)):
@@ -143,9 +170,23 @@ def product_service_handlers(
 
 
 def product_service_consumers() -> list[ConsumerSpec]:
+    """One name, so the JetStream consumers keep their names (spec name and subject)."""
     return [
         ConsumerSpec(
             name="product-service",
-            subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED, ORDER_CREATED),
+            subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED),
+            fetch_pause_s=BACKSTOP_FETCH_PAUSE_S,  # the backstop of the fast path
+        ),
+        ConsumerSpec(name="product-service", subjects=(ORDER_CREATED,)),
+    ]
+
+
+def product_service_fast_path() -> list[FastPathSpec]:
+    """Details requests as they are published, one instance each (the durable consumer backs it)."""
+    return [
+        FastPathSpec(
+            name="product-service",
+            subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED),
+            queue="product-service-details",
         )
     ]

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import attrs
+import nats
 import pytest
 from aiohttp.test_utils import TestServer
 
+from adapters.broker import PRODUCT_EVENTS
 from adapters.nats import JetStreamBroker
+from adapters.wire.event_json import decode, encode
+from domain.events import (
+    PRODUCT_DETAILS_REQUESTED,
+    Envelope,
+    ProductDetailsProvided,
+    ProductDetailsRequested,
+)
 from entrypoints.apps import (
     build_order_container,
     build_product_container,
@@ -19,7 +29,7 @@ from entrypoints.apps import (
 )
 from entrypoints.http.order_api import ORDER_SERVICE
 from entrypoints.settings import Settings
-from tests.integration.nats_support import eventually_async
+from tests.integration.nats_support import eventually_async, stored_count
 from tests.integration.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.nats
@@ -201,3 +211,78 @@ async def test_metrics_move_under_real_traffic(services: Services) -> None:
 
     await eventually_async(moved, within=10, what="order service metrics moved")
     assert "jetstream_consumer_pending{" in await order_metrics()
+
+
+async def product_metric(services: Services, line: str) -> bool:
+    async with services.http.get(services.product_url("/metrics")) as response:
+        return line in await response.text()
+
+
+async def test_a_refresh_is_answered_once_over_the_fast_path_and_stored_once(services: Services) -> None:
+    http = services.http
+    body = {
+        "name": "Lamp",
+        "basePrice": 20.00,
+        "currentPrice": 20.00,
+        "currency": "USD",
+        "status": "ACTIVE",
+        "quantityAvailable": 5,
+    }
+    async with http.post(services.product_url("/api/v1/products"), json=body) as response:
+        product = await json_of(response, 201)
+
+    async with http.post(
+        services.order_url(f"/admin/products/{product['id']}/refresh"),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as response:
+        refreshed = await json_of(response, 200)
+    assert refreshed["source"] == "event"
+
+    applied = 'events_processed_total{outcome="ack",type="product.details_requested"} 1.0'
+    duplicate = 'events_processed_total{outcome="duplicate",type="product.details_requested"} 1.0'
+    await eventually_async(lambda: product_metric(services, applied), what="the request applied once")
+    await eventually_async(
+        lambda: product_metric(services, duplicate), what="the durable consumer's copy acked as a duplicate"
+    )
+    answered = 'events_published_total{outcome="ok",type="product.details_provided"} 1.0'
+    assert await product_metric(services, answered)
+    nats_url = services.order.app[ORDER_SERVICE].settings().nats_url
+    assert nats_url is not None
+    # product.created, the request and its one reply, each with its Nats-Msg-Id
+    assert await stored_count(nats_url, PRODUCT_EVENTS) == 3
+
+
+async def test_a_request_sent_while_the_product_service_was_down_is_answered_when_it_starts(
+    nats_clean: NatsServer,
+) -> None:
+    request = Envelope(
+        id="request-envelope-1",
+        type=PRODUCT_DETAILS_REQUESTED,
+        source="order-service",
+        data_version="1.0",
+        timestamp=datetime.now(UTC),
+        correlation_id="request-1",
+        data=ProductDetailsRequested("p-unknown", "request-1", "product.details_provided.order-9"),
+    )
+    nc = await nats.connect(nats_clean.url)
+    try:
+        replies = await nc.subscribe("product.details_provided.order-9")
+        broker = JetStreamBroker(nats_clean.url)
+        await broker.start()
+        try:
+            await broker.publish(PRODUCT_DETAILS_REQUESTED, encode(request), request.id)
+        finally:
+            await broker.close()
+
+        settings = Settings(nats_url=nats_clean.url, instance_id="product-late")
+        product = TestServer(create_product_app(settings, container=build_product_container(settings)))
+        await product.start_server()  # its listener was not there when the request went out
+        try:
+            reply = decode((await replies.next_msg(timeout=10)).data)
+        finally:
+            await product.close()
+    finally:
+        await nc.close()
+    assert isinstance(reply.data, ProductDetailsProvided)
+    assert reply.data.request_id == "request-1"
+    assert reply.data.product_details is None

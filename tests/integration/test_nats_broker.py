@@ -355,3 +355,56 @@ async def test_a_message_within_max_payload_but_over_it_with_its_headers_is_refu
     await broker.publish("product.created", b"{}", "small")
     assert await stored_count(brokers.url, PRODUCT_EVENTS) == 2
     await subscription.stop()
+
+
+async def test_a_listener_hears_a_jetstream_publish_and_the_consumer_gets_it_too(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    heard, consumed = Recorder(), Recorder()
+    await broker.listen(["product.details_requested"], "answerers", heard)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.details_requested",)), consumed)
+
+    await broker.publish("product.details_requested", b'{"n": 1}', "request-1")
+    await broker.publish("product.details_requested", b'{"n": 1}', "request-1")  # stored once
+
+    await eventually(lambda: len(heard.seen) == 2 and len(consumed.seen) == 1, what="heard and consumed")
+    assert heard.payloads == [b'{"n": 1}', b'{"n": 1}']
+    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 1
+
+
+async def test_a_queue_group_of_listeners_hears_each_message_once(brokers: Brokers) -> None:
+    first, second = await brokers.new(), await brokers.new()
+    heard_first, heard_second = Recorder(), Recorder()
+    await first.listen(["product.details_requested"], "answerers", heard_first)
+    await second.listen(["product.details_requested"], "answerers", heard_second)
+
+    for n in range(20):
+        await first.publish("product.details_requested", f'{{"n": {n}}}'.encode(), f"request-{n}")
+
+    await eventually(lambda: len(heard_first.seen) + len(heard_second.seen) == 20, what="20 heard")
+    await asyncio.sleep(0.1)
+    assert len(heard_first.seen) + len(heard_second.seen) == 20
+
+
+async def test_a_stopped_listener_hears_nothing_more(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    heard = Recorder()
+    listener = await broker.listen(["order.created"], None, heard)
+    await listener.stop()
+    await broker.publish("order.created", b"{}", "order-1")
+    await asyncio.sleep(0.2)
+    assert heard.seen == []
+
+
+async def test_a_paced_consumer_takes_what_gathered_in_one_fetch(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    consumed = Recorder()
+    spec = ConsumerSpec(name="svc", subjects=("product.details_requested",), fetch_pause_s=0.5)
+    await broker.subscribe(spec, consumed)
+    await broker.publish("product.details_requested", b"first", "request-0")
+    await eventually(lambda: len(consumed.seen) == 1, what="the first delivered")
+    for n in range(1, 6):  # published during the pause that follows a fetch short of its batch
+        await broker.publish("product.details_requested", b"later", f"request-{n}")
+    await eventually(lambda: len(consumed.seen) == 6, what="the rest delivered")
+    later = [at for _, _, _, at in consumed.seen[1:]]
+    assert max(later) - min(later) < 0.1  # together, after the pause
+    assert min(later) - consumed.seen[0][3] > 0.4

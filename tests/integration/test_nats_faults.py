@@ -183,3 +183,31 @@ async def test_a_client_closed_for_good_is_replaced_and_consumption_goes_on(brok
     await publish_until_stored(broker, "product.details_provided.a", "e-3")
     await eventually(lambda: durable.payloads == [b"e-1", b"e-2"], within=10, what="durable consumer again")
     await eventually(lambda: replies.payloads == [b"e-3"], within=10, what="reply consumer again")
+
+
+async def test_a_listener_hears_again_after_a_restart_and_after_its_client_was_replaced(
+    brokers: Brokers, nats_clean: NatsServer
+) -> None:
+    broker = await brokers.new()
+    heard = Recorder()
+    await broker.listen(["product.details_requested"], "answerers", heard)
+
+    nats_clean.stop()
+    nats_clean.start()
+    await eventually(lambda: broker.connection.is_connected, within=10, what="reconnected")
+    await publish_until_stored(broker, "product.details_requested", "r-1")
+    await eventually(lambda: b"r-1" in heard.payloads, within=5, what="heard after the restart")
+
+    first = broker.connection.incarnation
+    client = broker.connection._client
+    assert client is not None
+    await client.close()
+    await eventually(lambda: broker.connection.incarnation > first, what="a new client opened")
+    await eventually(lambda: broker.connection.is_connected, within=10, what="the new client connected")
+
+    async def heard_after_replacement() -> bool:
+        await publish_until_stored(broker, "product.details_requested", f"r-{time.monotonic()}")
+        await asyncio.sleep(0.1)
+        return any(payload.startswith(b"r-") and payload != b"r-1" for payload in heard.payloads)
+
+    await eventually_async(heard_after_replacement, within=10, what="heard on the new client")

@@ -256,3 +256,14 @@ async def test_get_many_keeps_the_asked_order_and_drops_unknown_ids(product_side
     await product_side.catalog.create(chair(id=DESK))
     found: list[Product] = await product_side.catalog.get_many([DESK, "ghost", CHAIR, DESK])
     assert [p.id for p in found] == [DESK, CHAIR]
+
+
+async def test_a_request_answered_twice_gets_one_reply_id(product_side: ProductSide) -> None:
+    await product_side.catalog.create(chair())
+    request = ProductDetailsRequested(CHAIR, "r-1", "product.details_provided.i1")
+    await product_side.answer.one(request, "c-1", in_reply_to="request-envelope-1")
+    await product_side.answer.one(request, "c-1", in_reply_to="request-envelope-1")
+    await product_side.answer.one(request, "c-1", in_reply_to="request-envelope-2")
+    [first, again, other] = [envelope.id for _, envelope in product_side.publisher.published]
+    assert first == again
+    assert other != first

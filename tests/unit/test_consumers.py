@@ -306,7 +306,21 @@ async def test_replies_complete_the_waiting_request(rig: Rig, order_side: OrderS
     )
     await rig.publish(f"{PRODUCT_DETAILS_PROVIDED}.i-1", encode(reply))
     assert list(await asyncio.wait_for(waiter, 3)) == [a_product(CHAIR)]
-    assert await rig.cached()
+    await eventually(rig.cached)
+
+
+async def test_a_waiter_has_its_reply_before_the_consumer_writes_the_cache(
+    rig: Rig, order_side: OrderSide
+) -> None:
+    waiter = order_side.pending.open("r-1")
+    cached_when_answered: list[bool] = []
+    waiter.add_done_callback(lambda _: cached_when_answered.append(CHAIR in order_side.cache._entries))
+    provided = ProductDetailsProvided(CHAIR, "r-1", a_product(CHAIR))
+    reply = Envelope("e-3", PRODUCT_DETAILS_PROVIDED, "product-service", "1.0", START, "c", provided)
+    await rig.publish(f"{PRODUCT_DETAILS_PROVIDED}.i-1", encode(reply))
+    await asyncio.wait_for(waiter, 3)
+    await eventually(rig.cached)
+    assert cached_when_answered == [False]
 
 
 def assert_subscribed(routed: Mapping[str, EventHandler], specs: list[ConsumerSpec], instance: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.broker import MSG_ID_HEADER, ConsumerSpec, Delivery, headers_size, subject_matches
+from adapters.broker import MSG_ID_HEADER, ConsumerLag, ConsumerSpec, Delivery, headers_size, subject_matches
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.order_store import InMemoryOrderStore
 from adapters.memory.outbox import InMemoryOutbox
@@ -220,3 +220,88 @@ async def test_the_in_memory_broker_refuses_what_nats_server_would_refuse_for_si
     with pytest.raises(EventBusUnavailable, match="over max_payload 200"):
         await broker.publish("product.updated", b"x" * (fits + 1), "m-2")
     assert [m.msg_id for m in broker.messages] == ["m-1"]
+
+
+async def test_two_durable_specs_of_one_name_are_two_consumers() -> None:
+    broker = InMemoryBroker()
+    seen: list[str] = []
+
+    async def record(delivery: Delivery) -> None:
+        seen.append(delivery.subject)
+        await delivery.ack()
+
+    await broker.subscribe(ConsumerSpec("svc", ("product.details_requested",)), record)
+    await broker.subscribe(ConsumerSpec("svc", ("order.created",)), record)
+    await broker.publish("product.details_requested", b"{}", "m-1")
+    await broker.publish("order.created", b"{}", "m-2")
+    await eventually(lambda: sorted(seen) == ["order.created", "product.details_requested"])
+    await broker.close()
+
+
+async def test_listeners_hear_every_publish_at_once_duplicates_included() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    await broker.listen(["product.details_provided.*"], None, listen)
+    await broker.publish("product.details_provided.i-1", b"one", "m-1")
+    await broker.publish("product.details_provided.i-1", b"one", "m-1")  # stored once, heard twice
+    await broker.publish("product.details_requested", b"other", "m-2")
+    await eventually(lambda: heard == [b"one", b"one"])
+    assert len(broker.on_subject("product.details_provided.i-1")) == 1
+    await broker.close()
+
+
+async def test_a_queue_group_hands_each_message_to_one_listener() -> None:
+    broker = InMemoryBroker()
+    heard: list[tuple[str, bytes]] = []
+
+    def listener(name: str) -> object:
+        async def listen(delivery: Delivery) -> None:
+            heard.append((name, delivery.data))
+            await delivery.ack()  # nothing to settle: a no-op
+
+        return listen
+
+    for name in ("a", "b"):
+        await broker.listen(["product.details_requested"], "group", listener(name))  # type: ignore[arg-type]
+    for n in range(4):
+        await broker.publish("product.details_requested", f"m{n}".encode(), f"m-{n}")
+    await eventually(lambda: len(heard) == 4)
+    await asyncio.sleep(0.02)
+    assert sorted(data for _, data in heard) == [b"m0", b"m1", b"m2", b"m3"]
+    assert {name for name, _ in heard} == {"a", "b"}
+    await broker.close()
+
+
+async def test_a_stopped_listener_hears_nothing_more() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    listener = await broker.listen(["order.created"], None, listen)
+    await listener.stop()
+    await broker.publish("order.created", b"late", "m-1")
+    await asyncio.sleep(0.02)
+    assert heard == []
+    await broker.close()
+
+
+async def test_the_lag_of_two_specs_of_one_name_is_reported_under_that_name() -> None:
+    broker = InMemoryBroker()
+
+    async def never(delivery: Delivery) -> None:
+        await asyncio.Event().wait()
+
+    await broker.subscribe(ConsumerSpec("svc", ("product.details_requested",), concurrency=1), never)
+    await broker.subscribe(ConsumerSpec("svc", ("order.created",), concurrency=1), never)
+    for n in range(3):
+        await broker.publish("product.details_requested", b"{}", f"r-{n}")
+        await broker.publish("order.created", b"{}", f"o-{n}")
+    await asyncio.sleep(0.02)
+    assert await broker.consumer_lag() == {"svc": ConsumerLag(4, 0)}  # one of each in hand
+    await broker.close()

@@ -3,14 +3,16 @@
 Delivery is asynchronous and at least once: a handler that naks, fails to settle within
 `ack_wait_s`, or raises gets the message again (up to `max_deliver`); a publish with a
 `msg_id` seen before is stored once; durable consumers are shared by every subscriber with
-the same name, so each message goes to one of them.
+the same name, so each message goes to one of them. Listeners (the fast path) get every
+publish at once, duplicates included, as core NATS subscribers do; one per queue group.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -19,6 +21,7 @@ from adapters.broker import (
     BatchHandler,
     ConsumerLag,
     ConsumerSpec,
+    FastDelivery,
     Handler,
     matches_any,
     refuse_unpublishable,
@@ -177,6 +180,32 @@ async def _handled(consumer: _Consumer, deliveries: list[_MemoryDelivery], handl
             await delivery.nak(0.0)
 
 
+@attrs.define(eq=False)
+class _Listener:
+    subjects: tuple[str, ...]
+    queue: str | None
+    handler: Handler
+    tasks: set[asyncio.Task[None]] = attrs.field(factory=set)
+    stopped: bool = False
+
+    def hand(self, subject: str, data: bytes) -> None:
+        if self.stopped:
+            return
+        task = asyncio.create_task(self._run(FastDelivery(subject, data)), name=f"listen-{subject}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, delivery: FastDelivery) -> None:
+        try:
+            await self.handler(delivery)
+        except Exception:
+            log.exception("listener failed on %s", delivery.subject)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        await cancel_and_wait(list(self.tasks))
+
+
 @attrs.define
 class InMemoryBroker:
     outage: Outage = attrs.field(factory=lambda: Outage(EventBusUnavailable))
@@ -184,6 +213,8 @@ class InMemoryBroker:
     _msg_ids: set[str] = attrs.field(factory=set)
     _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
     _subscriptions: list[_MemorySubscription | _MemoryBatchSubscription] = attrs.field(factory=list)
+    _listeners: list[_Listener] = attrs.field(factory=list)
+    _turns: itertools.count[int] = attrs.field(factory=itertools.count)
     max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Refused above this, headers counted, as nats-server does: a size bug shows in the unit tier."""
 
@@ -193,6 +224,8 @@ class InMemoryBroker:
     async def close(self) -> None:
         for subscription in self._subscriptions:
             await subscription.stop()
+        for listener in list(self._listeners):
+            await listener.stop()
         for consumer in self._consumers.values():
             for timer in consumer.timers:
                 timer.cancel()
@@ -200,6 +233,7 @@ class InMemoryBroker:
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
         self.outage.check()
         refuse_unpublishable(subject, data, msg_id, self.max_payload)
+        self._hand_to_listeners(subject, data)
         if msg_id in self._msg_ids:
             return
         self._msg_ids.add(msg_id)
@@ -221,22 +255,46 @@ class InMemoryBroker:
         return batches
 
     def _consumer(self, spec: ConsumerSpec) -> _Consumer:
-        consumer = self._consumers.get(spec.name) if spec.durable else None
+        # JetStream has a consumer per spec name and subject: two specs of one name are two consumers
+        durable_key = f"{spec.name}:{','.join(spec.subjects)}"
+        consumer = self._consumers.get(durable_key) if spec.durable else None
         if consumer is None:
             consumer = _Consumer(spec)
             if spec.durable:
                 # A new durable consumer starts from the beginning of the stream, as on JetStream.
                 for message in self.messages:
                     consumer.offer(message)
-            self._consumers[spec.name if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
+            self._consumers[durable_key if spec.durable else f"{spec.name}#{id(consumer)}"] = consumer
         return consumer
+
+    async def listen(self, subjects: Sequence[str], queue: str | None, handler: Handler) -> _Listener:
+        listener = _Listener(tuple(subjects), queue, handler)
+        self._listeners.append(listener)
+        return listener
+
+    def _hand_to_listeners(self, subject: str, data: bytes) -> None:
+        groups: dict[str, list[_Listener]] = {}
+        for listener in self._listeners:
+            if listener.stopped or not matches_any(listener.subjects, subject):
+                continue
+            if listener.queue is None:
+                listener.hand(subject, data)
+            else:
+                groups.setdefault(listener.queue, []).append(listener)
+        for members in groups.values():
+            members[next(self._turns) % len(members)].hand(subject, data)
 
     async def ping(self) -> bool:
         return not self.outage.down
 
     async def consumer_lag(self) -> dict[str, ConsumerLag]:
-        """Queued messages count as pending; the twin does not track in-flight ones apart."""
-        return {name: ConsumerLag(consumer.queue.qsize(), 0) for name, consumer in self._consumers.items()}
+        """Queued messages count as pending; the twin does not track in-flight ones apart. By
+        spec name: the specs of one name add up."""
+        lag: dict[str, int] = {}
+        for key, consumer in self._consumers.items():
+            name = consumer.spec.name if consumer.spec.durable else key
+            lag[name] = lag.get(name, 0) + consumer.queue.qsize()
+        return {name: ConsumerLag(pending, 0) for name, pending in lag.items()}
 
     def on_subject(self, subject: str) -> list[StoredMessage]:
         return [m for m in self.messages if m.subject == subject]

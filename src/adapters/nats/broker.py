@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import nats.js.errors
 from nats.js.api import PubAck
@@ -28,6 +29,7 @@ from adapters.nats.consuming import (
     SubjectConsumer,
     one_at_a_time,
 )
+from adapters.nats.listening import CoreListener
 from domain.errors import EventBusUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class JetStreamBroker:
         self._connection = NatsConnection(servers_of(servers), stream_replicas, client_name)
         self._start_wait_s = start_wait_s
         self._subscriptions: list[JetStreamSubscription] = []
+        self._listeners: list[CoreListener] = []
 
     @property
     def connection(self) -> NatsConnection:
@@ -62,7 +65,10 @@ class JetStreamBroker:
     async def close(self) -> None:
         # Unsubscribing before the connection closes also keeps nats-py from waiting out its
         # drain timeout on a pull subscription that saw a fetch time out.
-        await asyncio.gather(*(subscription.stop() for subscription in list(self._subscriptions)))
+        await asyncio.gather(
+            *(subscription.stop() for subscription in list(self._subscriptions)),
+            *(listener.stop() for listener in list(self._listeners)),
+        )
         await self._connection.close()
 
     async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
@@ -94,6 +100,13 @@ class JetStreamBroker:
         self._subscriptions.append(subscription)
         await subscription.start()
         return subscription
+
+    async def listen(self, subjects: Sequence[str], queue: str | None, handler: Handler) -> CoreListener:
+        """Core subscriptions on `subjects` (a queue group when `queue` is given)."""
+        listener = CoreListener(self._connection, tuple(subjects), queue, handler, self._listeners)
+        self._listeners.append(listener)
+        await listener.start()
+        return listener
 
     async def consumer_lag(self) -> dict[str, ConsumerLag]:
         """What JetStream reports for each consumer this process binds (empty while disconnected)."""

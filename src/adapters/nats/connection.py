@@ -104,6 +104,12 @@ class NatsConnection:
             raise EventBusUnavailable("The event bus (NATS) is not connected")
         return self._js
 
+    def client(self) -> Client:
+        """The core client while connected; EventBusUnavailable otherwise."""
+        if self._client is None or not self.is_connected:
+            raise EventBusUnavailable("The event bus (NATS) is not connected")
+        return self._client
+
     def manager(self, timeout_s: float) -> JetStreamManager:
         if self._client is None or not self.is_connected:
             raise EventBusUnavailable("The event bus (NATS) is not connected")

@@ -269,7 +269,8 @@ class SubjectConsumer:
                 await self._wait_for_a_free_slot()
                 assert self._psub is not None
                 fetching = True
-                messages = await self._psub.fetch(self._free_slots(), timeout=FETCH_TIMEOUT_S)
+                asked = self._free_slots()
+                messages = await self._psub.fetch(asked, timeout=FETCH_TIMEOUT_S)
             except TimeoutError as error:
                 if fetching:
                     # Nothing new (nats-py raises its own or asyncio's TimeoutError for an idle
@@ -299,6 +300,8 @@ class SubjectConsumer:
                 task = asyncio.create_task(self._handle(deliveries), name=f"handle-{self.name}")
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+            if self.spec.fetch_pause_s and len(messages) < asked:
+                await asyncio.sleep(self.spec.fetch_pause_s)
 
     def _one_settled(self) -> None:
         self._unsettled -= 1

@@ -1,0 +1,100 @@
+"""Core NATS subscriptions: the fast path beside the JetStream consumers (Broker.listen).
+
+A JetStream publish is a core publish too: the server hands it to plain subscribers of the
+subject as it routes it, before the stream has stored it. A listener gets those copies at
+most once; whatever it misses (it was down, busy, or failed) the durable consumers deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import attrs
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from adapters.broker import FastDelivery, Handler
+from adapters.nats.connection import NATS_FAILURES, NatsConnection
+from adapters.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+RESUBSCRIBE_CHECK_S = 1.0
+"""How often a listener checks that its client is the current one (a replaced client's
+subscriptions are gone; nats-py itself renews them across a plain reconnect)."""
+MAX_IN_FLIGHT = 64
+"""Beyond this many messages in hand, a listener drops new ones: the durable consumers have them."""
+STOP_GRACE_S = 5.0
+
+
+@attrs.define(eq=False)
+class CoreListener:
+    connection: NatsConnection
+    subjects: tuple[str, ...]
+    queue: str | None
+    handler: Handler
+    registry: list[CoreListener]
+    max_in_flight: int = MAX_IN_FLIGHT
+    _subscriptions: list[NatsSubscription] = attrs.field(factory=list)
+    _incarnation: int = -1
+    _watcher: asyncio.Task[None] | None = None
+    _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
+    dropped: int = 0
+
+    async def start(self) -> None:
+        if self.connection.is_connected:
+            await self._subscribe()  # so that it hears the very next publish
+        self._watcher = asyncio.create_task(self._watch(), name=f"listen-{self.subjects[0]}")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            await cancel_and_wait([self._watcher])
+        await self._unsubscribe()
+        if self._in_flight:
+            _, late = await asyncio.wait(self._in_flight, timeout=STOP_GRACE_S)
+            await cancel_and_wait(late)
+        with contextlib.suppress(ValueError):
+            self.registry.remove(self)
+
+    async def _watch(self) -> None:
+        while True:
+            await self.connection.wait_connected()
+            if self._incarnation != self.connection.incarnation:
+                await self._subscribe()
+            await asyncio.sleep(RESUBSCRIBE_CHECK_S)
+
+    async def _subscribe(self) -> None:
+        incarnation = self.connection.incarnation
+        try:
+            client = self.connection.client()
+            self._subscriptions = [
+                await client.subscribe(subject, queue=self.queue or "", cb=self._received)
+                for subject in self.subjects
+            ]
+        except NATS_FAILURES as error:
+            log.warning("listener on %s not subscribed yet: %r", ",".join(self.subjects), error)
+            return
+        self._incarnation = incarnation
+
+    async def _unsubscribe(self) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            with contextlib.suppress(*NATS_FAILURES):
+                await subscription.unsubscribe()
+
+    async def _received(self, msg: Msg) -> None:
+        """nats-py awaits this before the subscription's next message: hand it to a task."""
+        if len(self._in_flight) >= self.max_in_flight:
+            self.dropped += 1
+            return
+        task = asyncio.create_task(self._run(FastDelivery(msg.subject, msg.data)))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _run(self, delivery: FastDelivery) -> None:
+        try:
+            await self.handler(delivery)
+        except Exception:
+            log.exception("listener failed on %s", delivery.subject)

@@ -1,0 +1,183 @@
+"""The fast path of request-reply: core-delivered copies of details requests and replies, handled at once.
+
+The durable consumers stay the backstop (at least once): whatever the fast path misses or fails
+on, they deliver. To keep the two from applying one event twice in this process, the fast path
+claims an envelope id while it handles it; a durable consumer asking whether that id was
+processed waits for the claim, and hears "yes" without a round trip to the store. The other
+way round, the fast path leaves alone an event a durable consumer here has taken on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from adapters.broker import Broker, Delivery, Subscription
+from adapters.metrics import ServiceMetrics
+from adapters.wire.event_json import decode
+from application.ports import ProcessedEvents
+from domain.errors import DependencyUnavailable, UndecodableEvent
+from domain.events import Envelope
+from entrypoints.consumers import EventHandler, carried_on_its_subject
+
+log = logging.getLogger(__name__)
+
+FAST_HANDLER_TIMEOUT_S = 5.0
+"""A fast-path handler running longer gives up: the event is the durable consumer's then."""
+HANDLED_KEPT = 10_000
+"""How many ids handled here are known without asking the store (the newest)."""
+
+
+@attrs.frozen
+class FastPathSpec:
+    """Subjects to listen on; with `queue`, one instance of the service gets each message."""
+
+    name: str
+    subjects: tuple[str, ...]
+    queue: str | None = None
+    shared: bool = True
+    """Whether another process's durable consumer may get these events too: then what the fast
+    path handled is recorded in the store, not only in this process."""
+
+
+@attrs.define(eq=False)
+class ProcessedHere:
+    """ProcessedEvents with what this process is handling, or handled lately, in front of the store."""
+
+    store: ProcessedEvents
+    kept: int = HANDLED_KEPT
+    _claims: dict[str, asyncio.Event] = attrs.field(factory=dict)
+    _handled: dict[str, None] = attrs.field(factory=dict)
+    _taken: dict[str, None] = attrs.field(factory=dict)
+    """Ids a durable consumer here asked about and got "not processed" for: it is handling them."""
+
+    def claim(self, event_id: str) -> bool:
+        """True when the fast path may handle the event now: nobody here handles or handled it."""
+        if event_id in self._claims or event_id in self._handled or event_id in self._taken:
+            return False
+        self._claims[event_id] = asyncio.Event()
+        return True
+
+    def release(self, event_id: str, handled: bool) -> None:
+        if handled:
+            self._mark(event_id)
+        claim = self._claims.pop(event_id, None)
+        if claim is not None:
+            claim.set()
+
+    async def seen(self, event_id: str) -> bool:
+        claim = self._claims.get(event_id)
+        if claim is not None:
+            await claim.wait()  # released within FAST_HANDLER_TIMEOUT_S
+        if event_id in self._handled:
+            return True
+        if await self.store.seen(event_id):
+            return True
+        _bounded_add(self._taken, event_id, self.kept)
+        return False
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        """`seen` of each, with one look-up in the store for those this process does not know."""
+        for event_id in event_ids:
+            claim = self._claims.get(event_id)
+            if claim is not None:
+                await claim.wait()  # released within FAST_HANDLER_TIMEOUT_S
+        known = {event_id for event_id in event_ids if event_id in self._handled}
+        asked = [event_id for event_id in event_ids if event_id not in known]
+        stored = await self.store.seen_among(asked) if asked else set()
+        for event_id in asked:
+            if event_id not in stored:
+                _bounded_add(self._taken, event_id, self.kept)
+        return known | stored
+
+    async def remember(self, event_id: str, *, in_store: bool = True) -> None:
+        self._mark(event_id)
+        if in_store:
+            await self.store.remember(event_id)
+
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        for event_id in event_ids:
+            self._mark(event_id)
+        await self.store.remember_all(event_ids)
+
+    def _mark(self, event_id: str) -> None:
+        self._taken.pop(event_id, None)
+        _bounded_add(self._handled, event_id, self.kept)
+
+
+def _bounded_add(ids: dict[str, None], event_id: str, kept: int) -> None:
+    """Add `event_id`, forgetting the oldest beyond `kept` (a dict keeps insertion order)."""
+    ids[event_id] = None
+    if len(ids) > kept:
+        del ids[next(iter(ids))]
+
+
+@attrs.frozen
+class FastPathConsumer:
+    """Applies a core-delivered event unless this process has it in hand; on any failure it
+    lets it go (no retry, no dead letter): the durable consumer does both."""
+
+    spec: FastPathSpec
+    handlers: Mapping[str, EventHandler]
+    processed: ProcessedHere
+    metrics: ServiceMetrics
+
+    async def __call__(self, delivery: Delivery) -> None:
+        try:
+            envelope = decode(delivery.data)
+        except UndecodableEvent:
+            return
+        handler = self.handlers.get(envelope.type)
+        if handler is None or not carried_on_its_subject(envelope.type, delivery.subject):
+            return
+        if not self.processed.claim(envelope.id):
+            return
+        handled = False
+        try:
+            async with asyncio.timeout(FAST_HANDLER_TIMEOUT_S):
+                await handler(envelope)
+            handled = True
+        except Exception as error:
+            log.info(
+                "fast path %s left %s %s to the durable consumer: %r",
+                self.spec.name,
+                envelope.type,
+                envelope.id,
+                error,
+            )
+        finally:
+            self.processed.release(envelope.id, handled)
+        if handled:
+            await self._done(envelope)
+
+    async def _done(self, envelope: Envelope) -> None:
+        self.metrics.events_processed.labels(type=envelope.type, outcome="ack").inc()
+        try:
+            await self.processed.remember(envelope.id, in_store=self.spec.shared)
+        except DependencyUnavailable as error:
+            log.warning("could not record event %s as processed: %s", envelope.id, error.message)
+        log.info(
+            "event applied",
+            extra={
+                "eventId": envelope.id,
+                "eventType": envelope.type,
+                "correlationId": envelope.correlation_id,
+                "path": "fast",
+            },
+        )
+
+
+async def listen_fast(
+    broker: Broker,
+    specs: list[FastPathSpec],
+    handlers: Mapping[str, EventHandler],
+    processed: ProcessedHere,
+    metrics: ServiceMetrics,
+) -> list[Subscription]:
+    return [
+        await broker.listen(spec.subjects, spec.queue, FastPathConsumer(spec, handlers, processed, metrics))
+        for spec in specs
+    ]

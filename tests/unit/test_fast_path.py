@@ -1,0 +1,240 @@
+"""The request-reply fast path beside the durable consumers, both services on one in-memory broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import attrs
+import pytest
+
+from adapters.broker import Subscription
+from adapters.memory.broker import InMemoryBroker
+from adapters.memory.small_ports import InMemoryProcessedEvents
+from adapters.metrics import ServiceMetrics
+from adapters.publisher import BrokerEventPublisher
+from application.catalog import AnswerDetailsRequests
+from application.request_reply import RefreshProductNow
+from application.snapshot_requests import AskForSnapshot
+from domain.errors import StoreUnavailable
+from domain.events import PRODUCT_DETAILS_PROVIDED, PRODUCT_DETAILS_REQUESTED, Envelope
+from entrypoints.consumers import EventHandler, subscribe_consumers
+from entrypoints.event_routing import (
+    order_service_consumers,
+    order_service_fast_path,
+    order_service_handlers,
+    product_service_consumers,
+    product_service_fast_path,
+    product_service_handlers,
+)
+from entrypoints.fast_path import ProcessedHere, listen_fast
+
+from .builders import CHAIR, a_product
+from .fakes import ManualClock
+from .polling import eventually
+from .wiring import OrderSide, ProductSide
+
+INSTANCE = "i-1"
+
+
+@attrs.define
+class TwoServices:
+    broker: InMemoryBroker
+    order: OrderSide
+    product: ProductSide
+    product_metrics: ServiceMetrics
+    refresh: RefreshProductNow
+    product_handlers: dict[str, EventHandler]
+    subscriptions: list[Subscription] = attrs.field(factory=list)
+
+    def answered(self, outcome: str) -> float:
+        """How often the Product Service settled a details request with `outcome`."""
+        value = self.product_metrics.registry.get_sample_value(
+            "events_processed_total", {"type": PRODUCT_DETAILS_REQUESTED, "outcome": outcome}
+        )
+        return value or 0.0
+
+    def replies_published(self) -> float:
+        value = self.product_metrics.registry.get_sample_value(
+            "events_published_total", {"type": PRODUCT_DETAILS_PROVIDED, "outcome": "ok"}
+        )
+        return value or 0.0
+
+    async def start_order_service(self) -> None:
+        handlers = order_service_handlers(self.order.reactions, self.order.pending)
+        processed = ProcessedHere(InMemoryProcessedEvents(clock=self.order.clock, ttl_s=3600))
+        metrics = self.order.metrics
+        self.subscriptions += await listen_fast(
+            self.broker, order_service_fast_path(INSTANCE), handlers, processed, metrics
+        )
+        self.subscriptions += await subscribe_consumers(
+            self.broker, order_service_consumers(INSTANCE), handlers, processed, metrics, self.order.clock
+        )
+
+    async def start_product_service(
+        self, *, fast_path: bool = True, fast_handlers: Mapping[str, EventHandler] | None = None
+    ) -> None:
+        processed = ProcessedHere(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600))
+        if fast_path:
+            self.subscriptions += await listen_fast(
+                self.broker,
+                product_service_fast_path(),
+                fast_handlers or self.product_handlers,
+                processed,
+                self.product_metrics,
+            )
+        self.subscriptions += await subscribe_consumers(
+            self.broker,
+            product_service_consumers(),
+            self.product_handlers,
+            processed,
+            self.product_metrics,
+            self.product.clock,
+        )
+        await asyncio.sleep(0)  # its consumers wait for messages, as in a service that is up
+
+
+@pytest.fixture
+async def services(order_side: OrderSide, product_side: ProductSide) -> AsyncIterator[TwoServices]:
+    broker = InMemoryBroker()
+    product_metrics = ServiceMetrics()
+    answer = AnswerDetailsRequests(
+        catalog=product_side.catalog,
+        publisher=BrokerEventPublisher(broker=broker, metrics=product_metrics),
+        envelopes=product_side.envelopes,
+    )
+    ask = AskForSnapshot(
+        publisher=BrokerEventPublisher(broker=broker, metrics=order_side.metrics),
+        envelopes=order_side.envelopes,
+        ids=order_side.ids,
+        reply_subject=f"{PRODUCT_DETAILS_PROVIDED}.{INSTANCE}",
+    )
+    refresh = attrs.evolve(order_side.refresh_product, ask=ask, timeout_s=3.0)
+    handlers = product_service_handlers(product_side.catalog, answer)
+    await product_side.store.create(a_product(CHAIR), [])
+    two = TwoServices(broker, order_side, product_side, product_metrics, refresh, handlers)
+    await two.start_order_service()
+    yield two
+    for subscription in two.subscriptions:
+        await subscription.stop()
+    await broker.close()
+
+
+async def test_a_request_is_answered_once_on_the_fast_path_and_the_backstop_sees_a_duplicate(
+    services: TwoServices,
+) -> None:
+    await services.start_product_service()
+    refreshed = await services.refresh(CHAIR)
+    assert refreshed.source == "event"
+    assert refreshed.product == a_product(CHAIR)
+    await eventually(lambda: services.answered("duplicate") == 1)
+    assert services.answered("ack") == 1
+    assert services.replies_published() == 1
+    assert CHAIR in await services.order.cache.get_many([CHAIR])
+
+
+async def test_without_the_fast_path_the_durable_consumer_answers(services: TwoServices) -> None:
+    await services.start_product_service(fast_path=False)
+    refreshed = await services.refresh(CHAIR)
+    assert refreshed.source == "event"
+    assert services.answered("ack") == 1
+    assert services.answered("duplicate") == 0
+
+
+async def test_a_request_the_fast_path_fails_on_is_answered_by_the_durable_consumer(
+    services: TwoServices,
+) -> None:
+    async def failing(envelope: Envelope) -> None:
+        raise StoreUnavailable("the fast path lost its store for a moment")
+
+    fast_handlers = {**services.product_handlers, PRODUCT_DETAILS_REQUESTED: failing}
+    await services.start_product_service(fast_handlers=fast_handlers)
+    refreshed = await services.refresh(CHAIR)
+    assert refreshed.source == "event"
+    assert services.answered("ack") == 1  # by the durable consumer; the fast path counts no failure
+    assert services.replies_published() == 1
+
+
+async def test_a_request_published_while_the_product_service_was_away_is_answered_when_it_starts(
+    services: TwoServices,
+) -> None:
+    asking = asyncio.create_task(services.refresh(CHAIR))
+    await eventually(lambda: len(services.broker.on_subject(PRODUCT_DETAILS_REQUESTED)) == 1)
+    await services.start_product_service()  # its listener was not there to hear the request
+    refreshed = await asking
+    assert refreshed.source == "event"
+    assert services.answered("ack") == 1
+
+
+async def test_a_durable_consumer_waits_for_the_fast_path_and_then_sees_it_processed() -> None:
+    store = InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600)
+    processed = ProcessedHere(store)
+    assert processed.claim("e-1")
+    assert not processed.claim("e-1")  # in hand already
+    asking = asyncio.create_task(processed.seen("e-1"))
+    await asyncio.sleep(0.01)
+    assert not asking.done()
+    processed.release("e-1", handled=True)
+    assert await asking
+    assert not processed.claim("e-1")  # handled here lately
+
+
+async def test_the_fast_path_leaves_alone_what_a_durable_consumer_here_took_on() -> None:
+    processed = ProcessedHere(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600))
+    assert not await processed.seen("e-1")  # a durable consumer goes on to handle it
+    assert not processed.claim("e-1")
+    await processed.remember("e-1")
+    assert not processed.claim("e-1")
+    assert await processed.seen("e-1")
+
+
+async def test_an_event_the_fast_path_failed_on_is_not_seen() -> None:
+    processed = ProcessedHere(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600))
+    assert processed.claim("e-1")
+    asking = asyncio.create_task(processed.seen("e-1"))
+    processed.release("e-1", handled=False)
+    assert not await asking
+    assert not processed.claim("e-1")  # the durable consumer has it now
+
+
+async def test_the_order_service_records_fast_replies_only_in_this_process() -> None:
+    store = InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600)
+    processed = ProcessedHere(store)
+    await processed.remember("e-1", in_store=False)
+    assert await processed.seen("e-1")
+    assert not await store.seen("e-1")
+    await processed.remember("e-2")
+    assert await store.seen("e-2")
+
+
+async def test_the_newest_handled_ids_are_kept_in_memory() -> None:
+    processed = ProcessedHere(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600), kept=2)
+    for event_id in ("e-1", "e-2", "e-3"):
+        await processed.remember(event_id, in_store=False)
+    assert processed.claim("e-1")  # forgotten here (the store is asked by a durable consumer)
+    assert not processed.claim("e-3")
+
+
+async def test_a_batch_look_up_waits_for_the_fast_path_and_takes_on_what_nobody_handled() -> None:
+    store = InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600)
+    await store.remember("e-stored")
+    processed = ProcessedHere(store)
+    await processed.remember("e-here", in_store=False)
+    assert processed.claim("e-fast")
+
+    asking = asyncio.create_task(processed.seen_among(["e-fast", "e-here", "e-stored", "e-new"]))
+    await asyncio.sleep(0.01)
+    assert not asking.done(), "waits while the fast path has e-fast in hand"
+    processed.release("e-fast", handled=True)
+
+    assert await asking == {"e-fast", "e-here", "e-stored"}
+    assert not processed.claim("e-new"), "a durable consumer here took e-new on"
+
+
+async def test_remembering_a_batch_marks_each_here_and_in_the_store() -> None:
+    store = InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600)
+    processed = ProcessedHere(store)
+    await processed.remember_all(["e-1", "e-2"])
+    assert not processed.claim("e-1")
+    assert not processed.claim("e-2")
+    assert await store.seen_among(["e-1", "e-2", "e-3"]) == {"e-1", "e-2"}
