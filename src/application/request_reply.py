@@ -81,7 +81,8 @@ class RefreshProductNow:
         if reply is not None:
             if not reply or reply[0] is None:
                 raise ProductNotFound(product_id)
-            await self.fetcher.remember([reply[0]])
+            # no cache write here: the reply's consumer stores the snapshot (INTERFACE §5) once it
+            # has handed it over, so the answer does not wait for a write made anyway
             return self._done(reply[0], "event", started)
         try:
             fresh = await self.fetcher.lookup.get_product(product_id)

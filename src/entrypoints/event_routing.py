@@ -77,8 +77,8 @@ def order_service_handlers(
     async def details_provided(envelope: Envelope) -> None:
         data = data_of(envelope, ProductDetailsProvided)
         if pending.complete(data.request_id, [data.product_details]):
-            # a loop turn for the waiter: it answers (and stores the snapshot too) before this
-            # write has even been sent
+            # a loop turn for the waiter: it answers before this write (the only one of the
+            # snapshot: the waiter leaves it to this consumer) has even been sent
             await asyncio.sleep(0)
         if data.product_details is not None:
             await reactions.snapshot_arrived(data.product_details)
