@@ -194,14 +194,7 @@ class EventConsumer:
 
     def _acked(self, envelope: Envelope) -> None:
         self._count(envelope.type, "ack")
-        log.info(
-            "event applied",
-            extra={
-                "eventId": envelope.id,
-                "eventType": envelope.type,
-                "correlationId": envelope.correlation_id,
-            },
-        )
+        log_applied(envelope)
 
     async def _seen_among(self, event_ids: list[str]) -> set[str]:
         if not event_ids:
@@ -268,6 +261,19 @@ async def _all_of(jobs: list[Coroutine[Any, Any, None]]) -> None:
     ]
     if failures:
         raise failures[0]
+
+
+def log_applied(envelope: Envelope, path: str = "stream") -> None:
+    """The INFO line of an applied event; `path`: `stream` (a durable consumer) or `fast`."""
+    log.info(
+        "event applied",
+        extra={
+            "eventId": envelope.id,
+            "eventType": envelope.type,
+            "correlationId": envelope.correlation_id,
+            "path": path,
+        },
+    )
 
 
 def carried_on_its_subject(event_type: str, subject: str) -> bool:

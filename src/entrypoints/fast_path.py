@@ -21,7 +21,7 @@ from adapters.wire.event_json import decode
 from application.ports import ProcessedEvents
 from domain.errors import DependencyUnavailable, UndecodableEvent
 from domain.events import Envelope
-from entrypoints.consumers import EventHandler, carried_on_its_subject
+from entrypoints.consumers import EventHandler, carried_on_its_subject, log_applied
 
 log = logging.getLogger(__name__)
 
@@ -159,15 +159,7 @@ class FastPathConsumer:
             await self.processed.remember(envelope.id, in_store=self.spec.shared)
         except DependencyUnavailable as error:
             log.warning("could not record event %s as processed: %s", envelope.id, error.message)
-        log.info(
-            "event applied",
-            extra={
-                "eventId": envelope.id,
-                "eventType": envelope.type,
-                "correlationId": envelope.correlation_id,
-                "path": "fast",
-            },
-        )
+        log_applied(envelope, path="fast")
 
 
 async def listen_fast(
