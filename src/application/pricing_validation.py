@@ -52,13 +52,14 @@ class RevalidateOnPriceChange:
         return await self._review_all(await self.orders.ids_holding(product_id), product_id, new_price)
 
     async def each(self, new_prices: Mapping[str, Decimal]) -> int:
-        """As a call per product, the orders holding them looked up in one round trip."""
+        """As a call per product, the orders holding them looked up in one round trip; the
+        products reviewed concurrently, as their events would be one by one (a batch must not
+        take the sum of their times: it has one event's time budget)."""
         holding = await self.orders.ids_holding_each(list(new_prices))
-        reviewed = 0
-        for product_id, ids in holding.items():
-            if ids:
-                reviewed += await self._review_all(ids, product_id, new_prices[product_id])
-        return reviewed
+        counts = await asyncio.gather(
+            *(self._review_all(ids, pid, new_prices[pid]) for pid, ids in holding.items() if ids)
+        )
+        return sum(counts)
 
     async def _review_all(self, ids: list[str], product_id: str, new_price: Decimal) -> int:
         reviewed = 0

@@ -39,6 +39,7 @@ MAX_LETTER_PAYLOAD_BYTES = 64 * 1024
 """A dead letter copies at most this much of the payload, as text and as base64: the bus refuses a
 message over its max_payload (NATS: 1 MiB by default), and a letter that cannot be stored would
 leave the message retried, then dropped. The whole message stays in its stream until max_age."""
+MAX_ALONE_KEPT = 10_000
 MAX_REASON_CHARS = 1000
 """A reason may quote the offending value (a type of a megabyte); letters and logs keep its start."""
 
@@ -64,6 +65,9 @@ class EventConsumer:
     redeliver it on its own, uncounted, and finally drop it after max_deliver."""
     batch_handlers: Mapping[str, EventBatchHandler] = attrs.field(factory=dict)
     """Per type, a handler for two or more fresh events of it in one batch (see _apply_together)."""
+    _alone: dict[str, None] = attrs.field(factory=dict, init=False)
+    """Ids of events whose batch timed out: next time each is applied alone, with a deadline of
+    its own (retried together, they would time out together again, to the last attempt)."""
 
     async def __call__(self, delivery: Delivery) -> None:
         await self.handle_batch([delivery])
@@ -96,10 +100,13 @@ class EventConsumer:
                 fresh.setdefault(envelope.type, []).append((delivery, envelope, handler))
         for event_type, group in fresh.items():
             together = self.batch_handlers.get(event_type)
-            if together is not None and len(group) > 1:
-                jobs.append(self._apply_together(group, together))
-            else:
-                jobs.extend(self._apply(delivery, envelope, handler) for delivery, envelope, handler in group)
+            batchable = [job for job in group if job[1].id not in self._alone]
+            if together is not None and len(batchable) > 1:
+                jobs.append(self._apply_together(batchable, together))
+                group = [job for job in group if job[1].id in self._alone]
+            for delivery, envelope, handler in group:
+                self._alone.pop(envelope.id, None)
+                jobs.append(self._apply(delivery, envelope, handler))
         await _all_of(jobs)
         if repeated:
             # a second copy of an event in one batch waits for the first, then is a duplicate
@@ -127,7 +134,7 @@ class EventConsumer:
         When the batch handler fails, each event is applied alone, within what is left of the
         handler timeout, to get its own outcome (acked, retried or dead-lettered): the effects
         are idempotent, so what the batch had stored already is stored again harmlessly. When
-        it times out, each event has timed out.
+        it times out, each event has timed out, and is applied alone on its next delivery.
         """
         deadline = asyncio.get_running_loop().time() + self.handler_timeout_s
         try:
@@ -138,6 +145,8 @@ class EventConsumer:
                 "handler of %d %s took over %.1fs", len(group), group[0][1].type, self.handler_timeout_s
             )
             reason = f"timed out after {self.handler_timeout_s:g}s"
+            for _, envelope, _ in group:
+                remember_bounded(self._alone, envelope.id, MAX_ALONE_KEPT)
             await _all_of(
                 [self._retry_or_give_up(delivery, envelope, reason) for delivery, envelope, _ in group]
             )
@@ -261,6 +270,13 @@ async def _all_of(jobs: list[Coroutine[Any, Any, None]]) -> None:
     ]
     if failures:
         raise failures[0]
+
+
+def remember_bounded(ids: dict[str, None], event_id: str, kept: int) -> None:
+    """Add `event_id`, forgetting the oldest beyond `kept` (a dict keeps insertion order)."""
+    ids[event_id] = None
+    if len(ids) > kept:
+        del ids[next(iter(ids))]
 
 
 def log_applied(envelope: Envelope, path: str = "stream") -> None:

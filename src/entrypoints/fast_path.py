@@ -21,7 +21,7 @@ from adapters.wire.event_json import decode
 from application.ports import ProcessedEvents
 from domain.errors import DependencyUnavailable, UndecodableEvent
 from domain.events import Envelope
-from entrypoints.consumers import EventHandler, carried_on_its_subject, log_applied
+from entrypoints.consumers import EventHandler, carried_on_its_subject, log_applied, remember_bounded
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +69,24 @@ class ProcessedHere:
             claim.set()
 
     async def seen(self, event_id: str) -> bool:
-        claim = self._claims.get(event_id)
-        if claim is not None:
-            await claim.wait()  # released within FAST_HANDLER_TIMEOUT_S
-        if event_id in self._handled:
-            return True
-        if await self.store.seen(event_id):
-            return True
-        _bounded_add(self._taken, event_id, self.kept)
-        return False
+        return event_id in await self.seen_among([event_id])
 
     async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
-        """`seen` of each, with one look-up in the store for those this process does not know."""
-        for event_id in event_ids:
-            claim = self._claims.get(event_id)
-            if claim is not None:
-                await claim.wait()  # released within FAST_HANDLER_TIMEOUT_S
+        """Those of `event_ids` handled here or remembered in the store (one look-up there).
+
+        An id not handled here is taken before the store is asked, with no wait in between: a
+        fast-path copy arriving during the look-up then leaves it to the durable consumer, which
+        would otherwise apply it as well.
+        """
+        while in_hand := [self._claims[i] for i in event_ids if i in self._claims]:
+            await asyncio.gather(*(claim.wait() for claim in in_hand))  # each within FAST_HANDLER_TIMEOUT_S
         known = {event_id for event_id in event_ids if event_id in self._handled}
         asked = [event_id for event_id in event_ids if event_id not in known]
-        stored = await self.store.seen_among(asked) if asked else set()
         for event_id in asked:
-            if event_id not in stored:
-                _bounded_add(self._taken, event_id, self.kept)
+            remember_bounded(self._taken, event_id, self.kept)
+        stored = await self.store.seen_among(asked) if asked else set()
+        for event_id in stored:
+            self._mark(event_id)  # processed elsewhere: handled, as far as this process goes
         return known | stored
 
     async def remember(self, event_id: str, *, in_store: bool = True) -> None:
@@ -105,14 +101,7 @@ class ProcessedHere:
 
     def _mark(self, event_id: str) -> None:
         self._taken.pop(event_id, None)
-        _bounded_add(self._handled, event_id, self.kept)
-
-
-def _bounded_add(ids: dict[str, None], event_id: str, kept: int) -> None:
-    """Add `event_id`, forgetting the oldest beyond `kept` (a dict keeps insertion order)."""
-    ids[event_id] = None
-    if len(ids) > kept:
-        del ids[next(iter(ids))]
+        remember_bounded(self._handled, event_id, self.kept)
 
 
 @attrs.frozen

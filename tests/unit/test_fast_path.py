@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import attrs
 import pytest
 
-from adapters.broker import Subscription
+from adapters.broker import FastDelivery, Subscription
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.small_ports import InMemoryProcessedEvents
 from adapters.metrics import ServiceMetrics
 from adapters.publisher import BrokerEventPublisher
+from adapters.wire.event_json import encode
 from application.catalog import AnswerDetailsRequests
 from application.request_reply import RefreshProductNow
 from application.snapshot_requests import AskForSnapshot
 from domain.errors import StoreUnavailable
-from domain.events import PRODUCT_DETAILS_PROVIDED, PRODUCT_DETAILS_REQUESTED, Envelope
-from entrypoints.consumers import EventHandler, subscribe_consumers
+from domain.events import (
+    PRODUCT_CREATED,
+    PRODUCT_DETAILS_PROVIDED,
+    PRODUCT_DETAILS_REQUESTED,
+    Envelope,
+    ProductCreated,
+)
+from entrypoints.consumers import EventConsumer, EventHandler, subscribe_consumers
 from entrypoints.event_routing import (
     order_service_consumers,
     order_service_fast_path,
@@ -27,10 +34,10 @@ from entrypoints.event_routing import (
     product_service_fast_path,
     product_service_handlers,
 )
-from entrypoints.fast_path import ProcessedHere, listen_fast
+from entrypoints.fast_path import FastPathConsumer, FastPathSpec, ProcessedHere, listen_fast
 
 from .builders import CHAIR, a_product
-from .fakes import ManualClock
+from .fakes import START, ManualClock
 from .polling import eventually
 from .wiring import OrderSide, ProductSide
 
@@ -244,3 +251,84 @@ async def test_remembering_a_batch_marks_each_here_and_in_the_store() -> None:
     assert not processed.claim("e-1")
     assert not processed.claim("e-2")
     assert await store.seen_among(["e-1", "e-2", "e-3"]) == {"e-1", "e-2"}
+
+
+@attrs.define
+class StoreMidLookUp:
+    """Processed ids whose batch look-up waits at a gate, as a Redis round trip in flight."""
+
+    inner: InMemoryProcessedEvents
+    gate: asyncio.Event = attrs.field(factory=asyncio.Event)
+    asked: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    async def seen(self, event_id: str) -> bool:
+        return event_id in await self.seen_among([event_id])
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        self.asked.set()
+        await self.gate.wait()
+        return await self.inner.seen_among(event_ids)
+
+    async def remember(self, event_id: str) -> None:
+        await self.inner.remember(event_id)
+
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        await self.inner.remember_all(event_ids)
+
+
+@attrs.define
+class SettledDelivery:
+    subject: str
+    data: bytes
+    attempt: int = 1
+    acks: int = 0
+
+    async def ack(self) -> None:
+        self.acks += 1
+
+    async def nak(self, delay_s: float) -> None:
+        raise AssertionError("not expected")
+
+    async def term(self) -> None:
+        raise AssertionError("not expected")
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_fast_copy_arriving_during_the_durable_look_up_is_left_to_the_durable_consumer(
+    shared: bool,
+) -> None:
+    clock = ManualClock()
+    store = StoreMidLookUp(InMemoryProcessedEvents(clock=clock, ttl_s=3600))
+    processed = ProcessedHere(store)
+    applied: list[str] = []
+
+    async def handler(envelope: Envelope) -> None:
+        applied.append(envelope.id)
+
+    handlers = {PRODUCT_CREATED: handler}
+    metrics = ServiceMetrics()
+    data = encode(
+        Envelope(
+            "e-1",
+            PRODUCT_CREATED,
+            "product-service",
+            "1.0",
+            START,
+            "c",
+            ProductCreated(CHAIR, a_product(CHAIR)),
+        )
+    )
+    durable = EventConsumer("c", handlers, InMemoryBroker(), processed, metrics, clock)
+    fast = FastPathConsumer(
+        FastPathSpec("f", (PRODUCT_CREATED,), shared=shared), handlers, processed, metrics
+    )
+    delivery = SettledDelivery(PRODUCT_CREATED, data)
+
+    durable_run = asyncio.create_task(durable.handle_batch([delivery]))
+    await store.asked.wait()  # the durable consumer's look-up is out
+    await fast(FastDelivery(PRODUCT_CREATED, data))
+    store.gate.set()
+    await durable_run
+
+    assert applied == ["e-1"], "applied once, by the durable consumer"
+    assert delivery.acks == 1

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from adapters.broker import FastDelivery, Handler
-from adapters.nats.connection import NATS_FAILURES, NatsConnection
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
 from adapters.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class CoreListener:
                 await client.subscribe(subject, queue=self.queue or "", cb=self._received)
                 for subject in self.subjects
             ]
-        except NATS_FAILURES as error:
+        except BUS_FAILURES as error:  # the client may be gone again already: the next check retries
             log.warning("listener on %s not subscribed yet: %r", ",".join(self.subjects), error)
             return
         self._incarnation = incarnation

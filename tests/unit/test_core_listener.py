@@ -1,0 +1,74 @@
+"""The core-NATS listener keeps trying to subscribe while its client flaps."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import attrs
+import pytest
+
+from adapters.broker import Delivery
+from adapters.nats import listening
+from adapters.nats.connection import NatsConnection
+from adapters.nats.listening import CoreListener
+from domain.errors import EventBusUnavailable
+
+from .polling import eventually
+
+
+class NoSubscription:
+    async def unsubscribe(self) -> None:
+        return None
+
+
+@attrs.define
+class RecordingClient:
+    """Stands in for nats-py's client: records subscriptions."""
+
+    subjects: list[str] = attrs.field(factory=list)
+
+    async def subscribe(self, subject: str, queue: str = "", cb: Any = None) -> NoSubscription:
+        self.subjects.append(subject)
+        return NoSubscription()
+
+
+@attrs.define
+class FlappingConnection:
+    """Says it is connected, yet its client is gone again the first `gone` times it is asked."""
+
+    gone: int
+    incarnation: int = 1
+    is_connected: bool = False
+    asked: int = 0
+    current: RecordingClient = attrs.field(factory=RecordingClient)
+
+    async def wait_connected(self) -> None:
+        return None
+
+    def client(self) -> RecordingClient:
+        self.asked += 1
+        if self.asked <= self.gone:
+            raise EventBusUnavailable("The event bus (NATS) is not connected")
+        return self.current
+
+
+async def test_a_client_gone_again_while_subscribing_is_retried_at_the_next_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listening, "RESUBSCRIBE_CHECK_S", 0.01)
+    connection = FlappingConnection(gone=2)
+
+    async def handler(delivery: Delivery) -> None:
+        return None
+
+    listener = CoreListener(
+        cast(NatsConnection, connection), ("product.details_requested",), None, handler, []
+    )
+    await listener.start()
+    try:
+        await eventually(lambda: connection.current.subjects == ["product.details_requested"], within=2)
+        assert listener._watcher is not None
+        assert not listener._watcher.done(), "the watcher lives on"
+    finally:
+        await listener.stop()
+    assert connection.asked == 3
