@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import attrs
 
+from application.concurrency import all_or_cancel
 from application.flagging import OrderFlagger
 from application.ports import OrderStore
 from application.product_fetching import ProductFetcher
@@ -56,7 +57,7 @@ class RevalidateOnPriceChange:
         products reviewed concurrently, as their events would be one by one (a batch must not
         take the sum of their times: it has one event's time budget)."""
         holding = await self.orders.ids_holding_each(list(new_prices))
-        counts = await asyncio.gather(
+        counts = await all_or_cancel(
             *(self._review_all(ids, pid, new_prices[pid]) for pid, ids in holding.items() if ids)
         )
         return sum(counts)

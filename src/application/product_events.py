@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -10,6 +9,7 @@ from decimal import Decimal
 
 import attrs
 
+from application.concurrency import all_or_cancel
 from application.flagging import OrderFlagger
 from application.ports import ProductCache
 from application.pricing_validation import RevalidateOnPriceChange
@@ -47,7 +47,7 @@ class ProductEventReactions:
         cached = await self._cached(event.product_id)
         newer = cached is not None and cached.version > event.version
         price = cached.current_price if newer and cached is not None else event.new_price
-        await asyncio.gather(
+        await all_or_cancel(
             self._patch(
                 cached,
                 event.version,
@@ -82,7 +82,7 @@ class ProductEventReactions:
                 )
             newer = known is not None and known.version > event.version
             prices[event.product_id] = known.current_price if newer and known is not None else event.new_price
-        await asyncio.gather(self.cache.put_many(patches, partial=True), self.revalidate.each(prices))
+        await all_or_cancel(self.cache.put_many(patches, partial=True), self.revalidate.each(prices))
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         cached = await self._patch_cached(
