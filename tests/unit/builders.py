@@ -1,4 +1,4 @@
-"""Test data: products and orders with sensible defaults, overridable by keyword."""
+"""Test data: products, orders and envelopes with sensible defaults, overridable by keyword."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from domain.events import Envelope, EventData, event_type_of
 from domain.orders import Order, OrderItem, OrderStatus, PriceSource
 from domain.products import Product, ProductStatus
 
@@ -59,3 +60,8 @@ def an_order(
     }
     fields.update(overrides)
     return Order(**fields)
+
+
+def an_envelope(event_id: str, data: EventData, source: str = "product-service") -> Envelope:
+    """An envelope of `data`'s type, as its source would send it."""
+    return Envelope(event_id, event_type_of(data), source, "1.0", START, "c", data)

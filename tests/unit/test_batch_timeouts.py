@@ -21,7 +21,7 @@ from entrypoints import consumers
 from entrypoints.consumers import EventBatchHandler, EventConsumer
 from entrypoints.event_routing import order_service_batch_handlers, order_service_handlers
 
-from .fakes import START
+from .builders import an_envelope
 from .polling import eventually
 from .wiring import OrderSide, build_order_side
 
@@ -47,14 +47,8 @@ class SlowOrders:
 
 async def four_price_changes(broker: InMemoryBroker) -> None:
     for n in range(4):
-        envelope = Envelope(
-            f"e-{n}",
-            PRODUCT_PRICE_CHANGED,
-            "product-service",
-            "1.0",
-            START,
-            "c",
-            PriceChanged(f"p-{n}", Decimal("10"), Decimal("11"), Decimal("11"), 2),
+        envelope = an_envelope(
+            f"e-{n}", PriceChanged(f"p-{n}", Decimal("10"), Decimal("11"), Decimal("11"), 2)
         )
         await broker.publish(PRODUCT_PRICE_CHANGED, encode(envelope), f"m-{n}")
 

@@ -40,7 +40,7 @@ from entrypoints.event_routing import (
     product_service_handlers,
 )
 
-from .builders import CHAIR, a_product
+from .builders import CHAIR, a_product, an_envelope
 from .fakes import START
 from .polling import eventually
 from .wiring import OrderSide, build_order_side, build_product_side
@@ -202,15 +202,7 @@ async def test_a_dead_letter_fits_on_the_bus_however_large_the_poison(rig: Rig, 
 
 
 async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig) -> None:
-    request = Envelope(
-        "e-2",
-        PRODUCT_DETAILS_REQUESTED,
-        "order-service",
-        "1.0",
-        START,
-        "c",
-        ProductDetailsRequested(CHAIR, "r", "cb"),
-    )
+    request = an_envelope("e-2", ProductDetailsRequested(CHAIR, "r", "cb"), source="order-service")
     await rig.publish(PRODUCT_DETAILS_REQUESTED, encode(request))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_DETAILS_REQUESTED)) == 1)
     assert "does not handle" in rig.dead_letters(PRODUCT_DETAILS_REQUESTED)[0]["reason"]
@@ -218,9 +210,7 @@ async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig)
 
 async def test_an_envelope_whose_type_is_not_its_subject_is_dead_lettered(rig: Rig) -> None:
     product = a_product(CHAIR)
-    created = Envelope(
-        "e-3", PRODUCT_CREATED, "product-service", "1.0", START, "c", ProductCreated(CHAIR, product)
-    )
+    created = an_envelope("e-3", ProductCreated(CHAIR, product))
     await rig.publish(PRODUCT_UPDATED, encode(created))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_UPDATED)) == 1)
     assert "arrived on product.updated" in rig.dead_letters(PRODUCT_UPDATED)[0]["reason"]
@@ -235,9 +225,7 @@ def test_a_reply_subject_under_the_event_type_is_its_subject() -> None:
 
 
 async def test_a_refused_event_is_dead_lettered_not_retried(rig: Rig) -> None:
-    discontinued = Envelope(
-        "e-4", PRODUCT_DISCONTINUED, "product-service", "1.0", START, "c", ProductDiscontinued(CHAIR, 2)
-    )
+    discontinued = an_envelope("e-4", ProductDiscontinued(CHAIR, 2))
     await rig.publish(PRODUCT_DISCONTINUED, encode(discontinued))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_DISCONTINUED)) == 1)
     [letter] = rig.dead_letters(PRODUCT_DISCONTINUED)
@@ -247,15 +235,7 @@ async def test_a_refused_event_is_dead_lettered_not_retried(rig: Rig) -> None:
 
 
 async def test_a_handler_that_never_returns_is_retried_then_dead_lettered(rig: Rig) -> None:
-    stuck = Envelope(
-        "e-5",
-        PRODUCT_AVAILABILITY_CHANGED,
-        "product-service",
-        "1.0",
-        START,
-        "c",
-        AvailabilityChanged(CHAIR, True, 1, 2),
-    )
+    stuck = an_envelope("e-5", AvailabilityChanged(CHAIR, True, 1, 2))
     await rig.publish(PRODUCT_AVAILABILITY_CHANGED, encode(stuck))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_AVAILABILITY_CHANGED)) == 1)
     [letter] = rig.dead_letters(PRODUCT_AVAILABILITY_CHANGED)
@@ -295,15 +275,7 @@ async def test_an_older_snapshot_event_leaves_the_newer_cached(rig: Rig) -> None
 
 async def test_replies_complete_the_waiting_request(rig: Rig, order_side: OrderSide) -> None:
     waiter = order_side.pending.open("r-1")
-    reply = Envelope(
-        "e-3",
-        PRODUCT_DETAILS_PROVIDED,
-        "product-service",
-        "1.0",
-        START,
-        "c",
-        ProductDetailsProvided(CHAIR, "r-1", a_product(CHAIR)),
-    )
+    reply = an_envelope("e-3", ProductDetailsProvided(CHAIR, "r-1", a_product(CHAIR)))
     await rig.publish(f"{PRODUCT_DETAILS_PROVIDED}.i-1", encode(reply))
     assert list(await asyncio.wait_for(waiter, 3)) == [a_product(CHAIR)]
     await eventually(rig.cached)
@@ -316,7 +288,7 @@ async def test_a_waiter_has_its_reply_before_the_consumer_writes_the_cache(
     cached_when_answered: list[bool] = []
     waiter.add_done_callback(lambda _: cached_when_answered.append(CHAIR in order_side.cache._entries))
     provided = ProductDetailsProvided(CHAIR, "r-1", a_product(CHAIR))
-    reply = Envelope("e-3", PRODUCT_DETAILS_PROVIDED, "product-service", "1.0", START, "c", provided)
+    reply = an_envelope("e-3", provided)
     await rig.publish(f"{PRODUCT_DETAILS_PROVIDED}.i-1", encode(reply))
     await asyncio.wait_for(waiter, 3)
     await eventually(rig.cached)

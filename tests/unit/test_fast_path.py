@@ -36,8 +36,8 @@ from entrypoints.event_routing import (
 )
 from entrypoints.fast_path import FastPathConsumer, FastPathSpec, ProcessedHere, listen_fast
 
-from .builders import CHAIR, a_product
-from .fakes import START, ManualClock
+from .builders import CHAIR, a_product, an_envelope
+from .fakes import ManualClock
 from .polling import eventually
 from .wiring import OrderSide, ProductSide
 
@@ -308,13 +308,8 @@ async def test_a_fast_copy_arriving_during_the_durable_look_up_is_left_to_the_du
     handlers = {PRODUCT_CREATED: handler}
     metrics = ServiceMetrics()
     data = encode(
-        Envelope(
+        an_envelope(
             "e-1",
-            PRODUCT_CREATED,
-            "product-service",
-            "1.0",
-            START,
-            "c",
             ProductCreated(CHAIR, a_product(CHAIR)),
         )
     )
