@@ -35,6 +35,7 @@ from application.envelopes import EnvelopeFactory
 from application.flagging import OrderFlagger
 from application.order_queries import GetOrder, ListOrders
 from application.outbox_relay import RelayOutbox
+from application.ports import Clock
 from application.pricing_validation import RevalidateOnPriceChange, ValidateOrderPricing
 from application.product_events import ProductEventReactions
 from application.product_fetching import ProductFetcher
@@ -99,6 +100,36 @@ class Core(containers.DeclarativeContainer):
     )
 
 
+class Storage(containers.DeclarativeContainer):
+    """The storage every service shares the shape of: Redis when REDIS_URL is set, else the
+    in-memory twins; one Redis client and one keyspace per service."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock: providers.Dependency[Clock] = providers.Dependency()  # the system clock, or a test's
+    keys = providers.Dependency(instance_of=Keyspace)
+
+    backend = providers.Callable(storage_backend, settings)
+    # A Singleton (not a Resource) so the client is built only when picked; the app lifecycle closes it.
+    redis_client = providers.Singleton(RedisClient, url=providers.Callable(lambda s: s.redis_url, settings))
+    outbox = providers.Selector(
+        backend,
+        memory=providers.Singleton(InMemoryOutbox),
+        redis=providers.Singleton(RedisOutbox, client=redis_client, keys=keys),
+    )
+    processed = providers.Selector(
+        backend,
+        memory=providers.Singleton(InMemoryProcessedEvents, clock=clock, ttl_s=PROCESSED_TTL_S),
+        redis=providers.Singleton(
+            RedisProcessedEvents, client=redis_client, keys=keys, ttl_s=PROCESSED_TTL_S
+        ),
+    )
+    lock = providers.Selector(
+        backend,
+        memory=providers.Singleton(InMemoryLock, clock=clock),
+        redis=providers.Singleton(RedisLock, client=redis_client, keys=keys),
+    )
+
+
 class OrderService(containers.DeclarativeContainer):
     core = providers.Container(Core)
     settings = core.settings
@@ -106,38 +137,22 @@ class OrderService(containers.DeclarativeContainer):
     envelopes = providers.Singleton(EnvelopeFactory, source="order-service", clock=core.clock, ids=core.ids)
     publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
 
-    # Storage: Redis when REDIS_URL is set, else the in-memory twins. The client is a Singleton
-    # (not a Resource) so it is built only when picked; the app lifecycle closes it.
-    storage = providers.Callable(storage_backend, settings)
-    redis_client = providers.Singleton(RedisClient, url=providers.Callable(lambda s: s.redis_url, settings))
-    redis_keys = providers.Object(Keyspace(ORDER_SERVICE))
+    storage = providers.Container(Storage, settings=settings, clock=core.clock, keys=Keyspace(ORDER_SERVICE))
+    redis_client = storage.redis_client
+    redis_keys = storage.keys
+    outbox = storage.outbox
+    processed = storage.processed
+    lock = storage.lock
     cache_ttl_s = providers.Callable(lambda s: float(s.cache_ttl_s), settings)
-    outbox = providers.Selector(
-        storage,
-        memory=providers.Singleton(InMemoryOutbox),
-        redis=providers.Singleton(RedisOutbox, client=redis_client, keys=redis_keys),
-    )
     orders = providers.Selector(
-        storage,
+        storage.backend,
         memory=providers.Singleton(InMemoryOrderStore, outbox=outbox),
         redis=providers.Singleton(RedisOrderStore, client=redis_client, keys=redis_keys, outbox=outbox),
     )
     cache = providers.Selector(
-        storage,
+        storage.backend,
         memory=providers.Singleton(InMemoryProductCache, clock=core.clock, ttl_s=cache_ttl_s),
         redis=providers.Singleton(RedisProductCache, client=redis_client, keys=redis_keys, ttl_s=cache_ttl_s),
-    )
-    processed = providers.Selector(
-        storage,
-        memory=providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S),
-        redis=providers.Singleton(
-            RedisProcessedEvents, client=redis_client, keys=redis_keys, ttl_s=PROCESSED_TTL_S
-        ),
-    )
-    lock = providers.Selector(
-        storage,
-        memory=providers.Singleton(InMemoryLock, clock=core.clock),
-        redis=providers.Singleton(RedisLock, client=redis_client, keys=redis_keys),
     )
 
     product_client = providers.Singleton(
@@ -239,33 +254,21 @@ class ProductService(containers.DeclarativeContainer):
 
     envelopes = providers.Singleton(EnvelopeFactory, source="product-service", clock=core.clock, ids=core.ids)
     publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
-    storage = providers.Callable(storage_backend, settings)
-    redis_client = providers.Singleton(RedisClient, url=providers.Callable(lambda s: s.redis_url, settings))
-    redis_keys = providers.Object(Keyspace(PRODUCT_SERVICE))
-    outbox = providers.Selector(
-        storage,
-        memory=providers.Singleton(InMemoryOutbox),
-        redis=providers.Singleton(RedisOutbox, client=redis_client, keys=redis_keys),
+    storage = providers.Container(
+        Storage, settings=settings, clock=core.clock, keys=Keyspace(PRODUCT_SERVICE)
     )
+    redis_client = storage.redis_client
+    redis_keys = storage.keys
+    outbox = storage.outbox
+    processed = storage.processed
+    lock = storage.lock
     store = providers.Selector(
-        storage,
+        storage.backend,
         memory=providers.Singleton(InMemoryProductStore, outbox=outbox),
         redis=providers.Singleton(RedisProductStore, client=redis_client, keys=redis_keys, outbox=outbox),
-    )
-    processed = providers.Selector(
-        storage,
-        memory=providers.Singleton(InMemoryProcessedEvents, clock=core.clock, ttl_s=PROCESSED_TTL_S),
-        redis=providers.Singleton(
-            RedisProcessedEvents, client=redis_client, keys=redis_keys, ttl_s=PROCESSED_TTL_S
-        ),
     )
     catalog = providers.Singleton(Catalog, store=store, envelopes=envelopes, clock=core.clock, ids=core.ids)
     answer = providers.Singleton(
         AnswerDetailsRequests, catalog=catalog, publisher=publisher, envelopes=envelopes
-    )
-    lock = providers.Selector(
-        storage,
-        memory=providers.Singleton(InMemoryLock, clock=core.clock),
-        redis=providers.Singleton(RedisLock, client=redis_client, keys=redis_keys),
     )
     relay = providers.Singleton(RelayOutbox, outbox=outbox, publisher=publisher, lock=lock, clock=core.clock)
