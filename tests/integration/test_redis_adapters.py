@@ -152,6 +152,21 @@ async def test_stored_json_is_the_wire_format_with_exact_numbers(client: RedisCl
     assert stored["version"] == 1
 
 
+async def test_the_catalog_decodes_an_unchanged_product_once_and_a_changed_one_again(
+    client: RedisClient,
+) -> None:
+    catalog = RedisProductStore(client, PRODUCTS, RedisOutbox(client, PRODUCTS))
+    v1 = a_product("p-1")
+    await catalog.create(v1, [])
+
+    first, again = await catalog.get("p-1"), await catalog.get("p-1")
+    assert first == v1
+    assert again is first
+    v2 = newer(v1, name="Renamed")
+    await catalog.commit([ProductChange(v1, v2)], [])
+    assert await catalog.get("p-1") == v2
+
+
 async def test_an_expired_lease_released_late_does_not_free_the_next_holders_lease(
     redis_clean: RedisServer,
 ) -> None:
