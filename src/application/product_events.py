@@ -29,11 +29,17 @@ class ProductEventReactions:
     ask_for_snapshot: AskForSnapshot
 
     async def snapshot_arrived(self, product: Product) -> None:
-        """product.created / product.updated / *_details_provided: newest version wins."""
-        if not await self.cache.put(product) and await self._superseded(product.id, product.version):
+        """product.created / product.updated / *_details_provided: newest version wins.
+
+        Only a discontinued snapshot asks, when it was not stored, whether a newer one is there:
+        for any other the answer changes nothing (a refresh of an unchanged product is one round
+        trip, not two)."""
+        stored = await self.cache.put(product)
+        if product.status is not ProductStatus.DISCONTINUED:
             return
-        if product.status is ProductStatus.DISCONTINUED:
-            await self.flagger.flag_orders_holding(product.id, OrderFlag.DISCONTINUED_PRODUCT)
+        if not stored and await self._superseded(product.id, product.version):
+            return
+        await self.flagger.flag_orders_holding(product.id, OrderFlag.DISCONTINUED_PRODUCT)
 
     async def price_changed(self, event: PriceChanged) -> None:
         """Patch the cache, then re-validate open orders at the newest price known.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import attrs
 
@@ -26,6 +27,7 @@ class PendingReplies:
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[Sequence[Product | None]]] = {}
+        self._publishing: set[asyncio.Task[None]] = set()
 
     def open(self, request_id: str) -> asyncio.Future[Sequence[Product | None]]:
         future: asyncio.Future[Sequence[Product | None]] = asyncio.get_running_loop().create_future()
@@ -34,8 +36,20 @@ class PendingReplies:
 
     def close(self, request_id: str) -> None:
         future = self._waiting.pop(request_id, None)
-        if future is not None and not future.done():
+        if future is None:
+            return
+        if not future.done():
             future.cancel()
+        elif not future.cancelled():
+            future.exception()  # a failure handed over as the caller gave up: seen, not reported
+
+    def publish_aside(self, request_id: str, publishing: Coroutine[Any, Any, None]) -> None:
+        """Publish the request beside its waiter: a publish that fails hands its error to the
+        waiter (the fallback starts at once), and an ack that comes after the reply keeps
+        nobody waiting (the reply shows the request arrived; JetStream acks are often later)."""
+        task = asyncio.ensure_future(publishing)
+        self._publishing.add(task)
+        task.add_done_callback(lambda done: self._published(request_id, done))
 
     def complete(self, request_id: str, products: Sequence[Product | None]) -> bool:
         """Hand the reply to its waiter; False when nobody waits (late, or another instance's)."""
@@ -46,9 +60,21 @@ class PendingReplies:
         return True
 
     def fail_all(self) -> None:
-        """On shutdown: every waiter stops waiting at once."""
+        """On shutdown: every waiter stops waiting at once, and no publish is awaited."""
         for request_id in list(self._waiting):
             self.close(request_id)
+        for task in list(self._publishing):
+            task.cancel()
+
+    def _published(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self._publishing.discard(task)
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        future = self._waiting.get(request_id)
+        if future is not None and not future.done():
+            future.set_exception(error)
+        else:
+            log.warning("details request %s: its publish failed once nobody waited: %r", request_id, error)
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -103,7 +129,7 @@ class RefreshProductNow:
         try:
             # not wait_for: it hands the reply over through a future of its own, a loop turn later
             async with asyncio.timeout(self.timeout_s):
-                await self.ask(product_id, request_id)
+                self.pending.publish_aside(request_id, self.ask(product_id, request_id))
                 return await waiter
         except (TimeoutError, DependencyUnavailable, asyncio.CancelledError) as error:
             task = asyncio.current_task()

@@ -188,6 +188,7 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*loops, return_exceptions=True)
         for subscription in subscriptions:
             await subscription.stop()
+        await processed.close()
         await client.close()
         await broker.close()
         if settings.redis_url:
@@ -283,6 +284,7 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await relay
         for subscription in subscriptions:
             await subscription.stop()
+        await processed.close()
         await broker.close()
         if redis_url:
             await service.redis_client().close()

@@ -29,6 +29,13 @@ FAST_HANDLER_TIMEOUT_S = 5.0
 """A fast-path handler running longer gives up: the event is the durable consumer's then."""
 HANDLED_KEPT = 10_000
 """How many ids handled here are known without asking the store (the newest)."""
+RECORD_DELAY_S = 0.05
+"""What the fast path handled is recorded in the store this much later, together with whatever
+else it handled meanwhile: the write leaves after the reply has been taken in, not in the same
+instant on the same two cores, and a busy instance writes once per while, not once per request.
+This process knows at once (its durable consumers ask it first); another instance's durable
+consumer may answer such a request again meanwhile, and the reply (its id derived from the
+request's) is stored once by JetStream's duplicate window."""
 
 
 @attrs.frozen
@@ -53,6 +60,10 @@ class ProcessedHere:
     _handled: dict[str, None] = attrs.field(factory=dict)
     _taken: dict[str, None] = attrs.field(factory=dict)
     """Ids a durable consumer here asked about and got "not processed" for: it is handling them."""
+    record_delay_s: float = RECORD_DELAY_S
+    _unrecorded: list[str] = attrs.field(factory=list)
+    _record_due: asyncio.TimerHandle | None = None
+    _recording: set[asyncio.Task[None]] = attrs.field(factory=set)
 
     def claim(self, event_id: str) -> bool:
         """True when the fast path may handle the event now: nobody here handles or handled it."""
@@ -99,6 +110,36 @@ class ProcessedHere:
             self._mark(event_id)
         await self.store.remember_all(event_ids)
 
+    def remember_soon(self, event_id: str) -> None:
+        """Handled, here at once; in the store within `record_delay_s` (RECORD_DELAY_S)."""
+        self._mark(event_id)
+        self._unrecorded.append(event_id)
+        if self._record_due is None:
+            self._record_due = asyncio.get_running_loop().call_later(self.record_delay_s, self._record_now)
+
+    async def close(self) -> None:
+        """Record at once what waits, and wait for the writes out (a stopping service, after its
+        listeners)."""
+        if self._record_due is not None:
+            self._record_due.cancel()
+        self._record_now()
+        if self._recording:
+            await asyncio.wait(self._recording)
+
+    def _record_now(self) -> None:
+        self._record_due = None
+        recording, self._unrecorded = self._unrecorded, []
+        if recording:
+            task = asyncio.create_task(self._record(recording), name="record-processed")
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
+
+    async def _record(self, event_ids: list[str]) -> None:
+        try:
+            await self.store.remember_all(event_ids)
+        except DependencyUnavailable as error:
+            log.warning("could not record %d events as processed: %s", len(event_ids), error.message)
+
     def _mark(self, event_id: str) -> None:
         self._taken.pop(event_id, None)
         remember_bounded(self._handled, event_id, self.kept)
@@ -144,10 +185,10 @@ class FastPathConsumer:
 
     async def _done(self, envelope: Envelope) -> None:
         self.metrics.events_processed.labels(type=envelope.type, outcome="ack").inc()
-        try:
-            await self.processed.remember(envelope.id, in_store=self.spec.shared)
-        except DependencyUnavailable as error:
-            log.warning("could not record event %s as processed: %s", envelope.id, error.message)
+        if self.spec.shared:
+            self.processed.remember_soon(envelope.id)
+        else:
+            await self.processed.remember(envelope.id, in_store=False)
         log_applied(envelope, path="fast")
 
 

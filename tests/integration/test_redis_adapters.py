@@ -152,6 +152,21 @@ async def test_stored_json_is_the_wire_format_with_exact_numbers(client: RedisCl
     assert stored["version"] == 1
 
 
+async def test_the_catalog_decodes_an_unchanged_product_once_and_a_changed_one_again(
+    client: RedisClient,
+) -> None:
+    catalog = RedisProductStore(client, PRODUCTS, RedisOutbox(client, PRODUCTS))
+    v1 = a_product("p-1")
+    await catalog.create(v1, [])
+
+    first, again = await catalog.get("p-1"), await catalog.get("p-1")
+    assert first == v1
+    assert again is first
+    v2 = newer(v1, name="Renamed")
+    await catalog.commit([ProductChange(v1, v2)], [])
+    assert await catalog.get("p-1") == v2
+
+
 async def test_an_expired_lease_released_late_does_not_free_the_next_holders_lease(
     redis_clean: RedisServer,
 ) -> None:
@@ -211,7 +226,8 @@ async def test_scripts_and_set_reads_of_one_loop_turn_share_one_connection(clien
     )
 
     info = await client.redis.info("clients")
-    assert info["connected_clients"] == 1, "59 concurrent commands went out on one connection"
+    # the auto-pipeline holds a connection of its own; this check takes a second one
+    assert info["connected_clients"] == 2, "59 concurrent commands went out on one connection"
 
 
 async def test_a_pipelined_put_many_refills_the_script_cache_after_script_flush(client: RedisClient) -> None:
@@ -251,7 +267,8 @@ async def test_commands_of_one_loop_turn_share_one_connection_and_one_round_trip
 
     assert seen == [n % 2 == 0 for n in range(50)]
     info = await client.redis.info("clients")
-    assert info["connected_clients"] == 1, "50 concurrent commands went out on one connection"
+    # the auto-pipeline holds a connection of its own; this check takes a second one
+    assert info["connected_clients"] == 2, "50 concurrent commands went out on one connection"
 
 
 async def test_scripts_and_plain_commands_of_concurrent_callers_share_one_connection(
@@ -268,7 +285,8 @@ async def test_scripts_and_plain_commands_of_concurrent_callers_share_one_connec
     assert stored == [True] * 30 + [False] * 30
     assert len(await cache.get_many([f"p-{n}" for n in range(30)])) == 30
     info = await client.redis.info("clients")
-    assert info["connected_clients"] == 1, "60 concurrent scripts and reads went out on one connection"
+    # the auto-pipeline holds a connection of its own; this check takes a second one
+    assert info["connected_clients"] == 2, "60 concurrent scripts and reads went out on one connection"
 
 
 async def test_an_error_in_a_batched_command_reaches_its_caller_only(client: RedisClient) -> None:
@@ -310,3 +328,23 @@ async def test_callers_queued_behind_a_send_are_answered_when_its_caller_gives_u
     assert await asyncio.wait_for(asyncio.gather(*followers), 5) == ["v", "v"]
     # redis-py may still finish a command it has sent; either way the leader is settled
     assert leader.cancelled() or leader.result() == "v"
+
+
+async def test_a_held_connection_the_server_dropped_is_replaced_by_the_next_command(
+    client: RedisClient,
+) -> None:
+    await client.redis.set("k", "v")
+    assert await client.batched.execute("GET", "k") == "v"  # the held connection is open
+    killed = await client.redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert killed == 1
+
+    assert await client.batched.execute("GET", "k") == "v"
+
+
+async def test_a_caller_that_gives_up_mid_reply_leaves_no_reply_for_the_next_one(client: RedisClient) -> None:
+    await client.redis.set("k", "v")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.batched.execute("BLPOP", "nothing-here", 1), 0.05)
+
+    assert await client.batched.execute("GET", "k") == "v"
+    assert await client.batched.execute("MGET", "k", "other") == ["v", None]

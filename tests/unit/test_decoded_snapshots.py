@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from adapters.redis.product_cache import DecodedSnapshots
+from adapters.redis.decoded import DecodedSnapshots
 from adapters.wire.converter import dumps
 from adapters.wire.http_json import product_to_wire
 from domain.products import Product

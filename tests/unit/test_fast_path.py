@@ -327,3 +327,68 @@ async def test_a_fast_copy_arriving_during_the_durable_look_up_is_left_to_the_du
 
     assert applied == ["e-1"], "applied once, by the durable consumer"
     assert delivery.acks == 1
+
+
+@attrs.define
+class CountedWrites:
+    """Processed ids, counting the writes that recorded them."""
+
+    inner: InMemoryProcessedEvents
+    writes: int = 0
+
+    async def seen(self, event_id: str) -> bool:
+        return await self.inner.seen(event_id)
+
+    async def seen_among(self, event_ids: Sequence[str]) -> set[str]:
+        return await self.inner.seen_among(event_ids)
+
+    async def remember(self, event_id: str) -> None:
+        self.writes += 1
+        await self.inner.remember(event_id)
+
+    async def remember_all(self, event_ids: Sequence[str]) -> None:
+        self.writes += 1
+        await self.inner.remember_all(event_ids)
+
+
+async def test_what_the_fast_path_handled_is_known_here_at_once_and_stored_together_soon() -> None:
+    store = CountedWrites(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600))
+    processed = ProcessedHere(store, record_delay_s=0.01)
+    for event_id in ("e-1", "e-2", "e-3"):
+        processed.remember_soon(event_id)
+
+    assert await processed.seen_among(["e-1", "e-2", "e-3"]) == {"e-1", "e-2", "e-3"}
+    assert store.writes == 0
+    await eventually(lambda: store.writes == 1)
+    assert await store.seen_among(["e-1", "e-2", "e-3"]) == {"e-1", "e-2", "e-3"}
+    await processed.close()
+
+
+async def test_closing_records_at_once_what_waits_to_be_recorded() -> None:
+    store = CountedWrites(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600))
+    processed = ProcessedHere(store, record_delay_s=3600)
+    processed.remember_soon("e-1")
+    await processed.close()
+    assert await store.seen("e-1")
+    assert store.writes == 1
+
+
+async def test_a_details_request_answered_on_the_fast_path_is_recorded_in_the_shared_store() -> None:
+    store = CountedWrites(InMemoryProcessedEvents(clock=ManualClock(), ttl_s=3600))
+    processed = ProcessedHere(store, record_delay_s=3600)
+
+    async def handler(envelope: Envelope) -> None:
+        return None
+
+    fast = FastPathConsumer(
+        FastPathSpec("f", (PRODUCT_CREATED,), shared=True),
+        {PRODUCT_CREATED: handler},
+        processed,
+        ServiceMetrics(),
+    )
+    await fast(
+        FastDelivery(PRODUCT_CREATED, encode(an_envelope("e-1", ProductCreated(CHAIR, a_product(CHAIR)))))
+    )
+    assert not await store.seen("e-1"), "not yet: it waits to be written with others"
+    await processed.close()
+    assert await store.seen("e-1")

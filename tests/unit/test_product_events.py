@@ -389,3 +389,34 @@ async def test_price_changes_applied_together_end_as_applied_one_by_one(twice: b
     ]
     assert (await together.cache.get_many([CHAIR]))[CHAIR].version == (3 if twice else 2)
     assert (await together.get_order(orders_together[0].id)).flags == (OrderFlag.PRICE_REVIEW,)
+
+
+@attrs.define
+class CountedReads:
+    """The in-memory cache, counting its reads."""
+
+    inner: ProductCache
+    reads: int = 0
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        self.reads += 1
+        return await self.inner.get_many(product_ids)
+
+    async def put(self, product: Product, *, partial: bool = False) -> bool:
+        return await self.inner.put(product, partial=partial)
+
+    async def put_many(self, products: Sequence[Product]) -> None:
+        await self.inner.put_many(products)
+
+    async def active_ids(self) -> list[str]:
+        return await self.inner.active_ids()
+
+
+async def test_an_unchanged_snapshot_again_is_one_write_and_no_read(order_side: OrderSide) -> None:
+    # a refresh of a product that did not change: whether a newer one is cached changes nothing
+    counted = CountedReads(order_side.cache)
+    reactions = attrs.evolve(order_side.reactions, cache=counted)
+    await reactions.snapshot_arrived(a_product(CHAIR))
+    await reactions.snapshot_arrived(a_product(CHAIR))
+    assert counted.reads == 0
+    assert await cached(order_side) == a_product(CHAIR)

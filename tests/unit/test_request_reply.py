@@ -9,11 +9,13 @@ import attrs
 import pytest
 
 from application.request_reply import PendingReplies, RefreshedProduct
-from domain.errors import ProductNotFound, ProductServiceUnavailable
-from domain.events import PRODUCT_DETAILS_REQUESTED, ProductDetailsRequested
+from domain.errors import EventBusUnavailable, ProductNotFound, ProductServiceUnavailable
+from domain.events import PRODUCT_DETAILS_REQUESTED, Envelope, ProductDetailsRequested
 from domain.products import Product
 
 from .builders import CHAIR, a_product, newer
+from .fakes import RecordingPublisher
+from .polling import eventually
 from .wiring import REPLY_SUBJECT, OrderSide
 
 
@@ -148,3 +150,35 @@ async def test_pending_replies_hand_each_reply_to_its_own_waiter() -> None:
     pending.close("r-1")
     assert first.cancelled()
     assert len(pending) == 0
+
+
+@attrs.define
+class AckHeldBack:
+    """An EventPublisher whose message is out at once and whose ack comes when `ack` is set."""
+
+    inner: RecordingPublisher
+    ack: asyncio.Event = attrs.field(factory=asyncio.Event)
+    fails: bool = False
+
+    async def publish(self, envelope: Envelope, subject: str | None = None) -> None:
+        await self.inner.publish(envelope, subject)
+        await self.ack.wait()
+        if self.fails:
+            raise EventBusUnavailable("the ack said the stream did not store it")
+
+
+async def test_a_reply_before_its_requests_ack_answers_without_waiting_for_the_ack(
+    order_side: OrderSide, caplog: pytest.LogCaptureFixture
+) -> None:
+    held = AckHeldBack(order_side.publisher, fails=True)
+    ask = attrs.evolve(order_side.refresh_product.ask, publisher=held)
+    refresh = attrs.evolve(order_side.refresh_product, ask=ask, timeout_s=30.0)
+    call = asyncio.create_task(refresh(CHAIR))
+    request = await published_request(order_side)
+    assert order_side.pending.complete(request.request_id, [a_product(CHAIR)])
+
+    refreshed = await asyncio.wait_for(call, 5)
+
+    assert refreshed.source == "event"
+    held.ack.set()  # late, and a failure: the caller has its answer; the failure is logged
+    await eventually(lambda: "publish failed once nobody waited" in caplog.text)

@@ -14,7 +14,13 @@ from adapters.wire.converter import dumps, format_timestamp, loads, parse_timest
 from adapters.wire.event_json import decode, encode, envelope_to_wire
 from adapters.wire.http_json import REQUESTS, RESPONSES, discrepancy_to_wire, order_to_wire, product_to_wire
 from domain.errors import InvalidRequest, UndecodableEvent
-from domain.events import EVENT_TYPES, Envelope, PriceChanged, ProductBatchDetailsRequested
+from domain.events import (
+    EVENT_TYPES,
+    Envelope,
+    PriceChanged,
+    ProductBatchDetailsRequested,
+    ProductDetailsProvided,
+)
 from domain.orders import Order
 from domain.pricing import DiscrepancyResult, PriceDiscrepancy
 from domain.products import Product, ProductStatus
@@ -255,3 +261,29 @@ batch_requests = st.builds(BatchRequest, st.lists(ids, max_size=5).map(tuple))
 def test_every_request_body_round_trips_through_the_strict_request_wire(body: Any) -> None:
     raw = dumps(REQUESTS.unstructure(body))
     assert structure_or_reject(REQUESTS, loads(raw), type(body)) == body
+
+
+def details_reply(**product_changes: Any) -> bytes:
+    product = json.loads(dumps(product_to_wire(a_product(CHAIR))))
+    product.update(product_changes)
+    return wire_event(
+        type="product.details_provided",
+        data={"productId": CHAIR, "requestId": "r-1", "productDetails": product},
+    )
+
+
+def test_a_product_carried_again_unchanged_is_the_one_decoded_before() -> None:
+    first, again, changed = (
+        decode(raw).data for raw in (details_reply(), details_reply(), details_reply(name="Another chair"))
+    )
+    assert isinstance(first, ProductDetailsProvided)
+    assert isinstance(again, ProductDetailsProvided)
+    assert isinstance(changed, ProductDetailsProvided)
+    assert again.product_details is first.product_details
+    assert changed.product_details == a_product(CHAIR, name="Another chair")
+
+
+def test_a_field_equal_in_value_but_not_in_type_is_checked_afresh() -> None:
+    decode(details_reply(version=1))
+    with pytest.raises(UndecodableEvent):
+        decode(details_reply(version=True))  # True == 1, yet never an integer on this wire

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from adapters.redis.held import HeldConnection
 from domain.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ class LuaScript:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
 
+class Commands(Protocol):
+    """What the auto-pipeline sends through: redis-py's client, or one connection of it held."""
+
+    async def execute_command(self, *command: Any) -> Any: ...
+
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
+
 class AutoPipeline:
     """Plain commands sent while another send is in flight leave together, in one pipeline.
 
@@ -52,7 +61,7 @@ class AutoPipeline:
     (RedisClient.run handles NOSCRIPT); transactions do not.
     """
 
-    def __init__(self, redis: Callable[[], Redis]) -> None:
+    def __init__(self, redis: Callable[[], Commands]) -> None:
         self._redis = redis
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._busy = False
@@ -65,7 +74,7 @@ class AutoPipeline:
             return await waiter
         self._busy = True
         try:
-            return await self._redis().execute_command(*command)  # type: ignore[no-untyped-call]
+            return await self._redis().execute_command(*command)
         finally:
             self._send_queued()
 
@@ -97,7 +106,7 @@ class AutoPipeline:
             redis = self._redis()
             if len(batch) == 1:
                 [(command, _)] = batch
-                results: list[Any] = [await redis.execute_command(*command)]  # type: ignore[no-untyped-call]
+                results: list[Any] = [await redis.execute_command(*command)]
             else:
                 pipe = redis.pipeline(transaction=False)
                 for command, _ in batch:
@@ -149,8 +158,10 @@ class RedisClient:
             "decode_responses": True,
         }
         self._redis: Redis | None = None
-        self.batched = AutoPipeline(lambda: self.redis)
-        """Plain commands through the auto-pipeline (see AutoPipeline)."""
+        self._held: HeldConnection | None = None
+        self.batched = AutoPipeline(self._held_connection)
+        """Plain commands through the auto-pipeline (see AutoPipeline), one at a time on a
+        connection of their own (see HeldConnection)."""
 
     @property
     def redis(self) -> Redis:
@@ -158,6 +169,11 @@ class RedisClient:
             pool = BlockingConnectionPool.from_url(self.url, **self._options)
             self._redis = Redis(connection_pool=pool)
         return self._redis
+
+    def _held_connection(self) -> HeldConnection:
+        if self._held is None:
+            self._held = HeldConnection(self.redis)
+        return self._held
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """The script on `keys` and `args`, auto-pipelined with whatever else is going out."""
@@ -178,6 +194,9 @@ class RedisClient:
             return False
 
     async def close(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            await held.release()
         if self._redis is not None:
             redis, self._redis = self._redis, None
             await redis.aclose(close_connection_pool=True)

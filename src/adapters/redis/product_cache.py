@@ -6,9 +6,10 @@ import logging
 from collections.abc import Sequence
 
 from adapters.redis.client import LuaScript, RedisClient, text, translated
+from adapters.redis.decoded import DecodedSnapshots
 from adapters.redis.keys import Keyspace
-from adapters.wire.converter import dumps, loads
-from adapters.wire.http_json import RESPONSES, product_to_wire
+from adapters.wire.converter import dumps
+from adapters.wire.http_json import product_to_wire
 from domain.errors import CacheUnavailable
 from domain.products import Product, ProductStatus
 
@@ -77,29 +78,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """)
 """Members whose entry has expired are pruned in the same step as the listing."""
-
-
-class DecodedSnapshots:
-    """The last snapshot decoded per product id, with the exact text it came from.
-
-    Reading a hot product again mostly returns the same stored text; decoding it (JSON, then
-    the strict converter) again would build an equal Product, which is immutable, so the one
-    built last time is handed out. Any other text is decoded afresh.
-    """
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
-        self._by_id: dict[str, tuple[str, Product]] = {}
-
-    def decode(self, product_id: str, text: str) -> Product:
-        seen = self._by_id.get(product_id)
-        if seen is not None and seen[0] == text:
-            return seen[1]
-        product = RESPONSES.structure(loads(text), Product)
-        if seen is None and len(self._by_id) >= self.limit:
-            del self._by_id[next(iter(self._by_id))]  # the oldest entry
-        self._by_id[product_id] = (text, product)
-        return product
 
 
 class RedisProductCache:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from adapters.nats.streams import MAX_AGE_S
 from adapters.redis.client import LuaScript, RedisClient, text, texts, translated
+from adapters.redis.decoded import DecodedSnapshots
 from adapters.redis.keys import Keyspace
 from adapters.redis.outbox import OUTBOX_APPEND, RedisOutbox, outbox_args
-from adapters.wire.converter import dumps, loads
-from adapters.wire.http_json import RESPONSES, product_to_wire
+from adapters.wire.converter import dumps
+from adapters.wire.http_json import product_to_wire
 from application.ports import CommitResult, ProductChange
 from domain.errors import StoreUnavailable
 from domain.events import Envelope
@@ -67,6 +68,8 @@ class RedisProductStore:
         self.keys = keys
         self.outbox = outbox
         self._unavailable = "The product store is unavailable; try again shortly"
+        self._snapshots = DecodedSnapshots()
+        """A product read again unchanged (a details request, an order's pricing) is not decoded again."""
 
     async def get(self, product_id: str) -> Product | None:
         return (await self.get_many([product_id])).get(product_id)
@@ -78,7 +81,9 @@ class RedisProductStore:
         with translated(StoreUnavailable, self._unavailable):
             values = await self.client.batched.execute("MGET", *(self.keys.product(pid) for pid in ids))
         return {
-            pid: self._decoded(text(raw)) for pid, raw in zip(ids, values, strict=True) if raw is not None
+            pid: self._decoded(pid, text(raw))
+            for pid, raw in zip(ids, values, strict=True)
+            if raw is not None
         }
 
     async def create(self, product: Product, outbox: Sequence[Envelope]) -> bool:
@@ -118,9 +123,9 @@ class RedisProductStore:
         with translated(StoreUnavailable, self._unavailable):
             return sorted(texts(await self.client.batched.execute("SMEMBERS", self.keys.products)))
 
-    def _decoded(self, raw: str) -> Product:
+    def _decoded(self, product_id: str, raw: str) -> Product:
         try:
-            return RESPONSES.structure(loads(raw), Product)
+            return self._snapshots.decode(product_id, raw)
         except Exception as error:
             raise StoreUnavailable(
                 "A stored product record cannot be read", {"cause": type(error).__name__}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from adapters.wire.converter import dumps as dump_json
@@ -9,8 +11,45 @@ from adapters.wire.converter import loads, make_converter, parse_timestamp, stru
 from application.envelopes import DATA_VERSION
 from domain.errors import InvalidRequest, UndecodableEvent
 from domain.events import EVENT_TYPES, Envelope
+from domain.products import Product
 
 EVENTS = make_converter(forbid_extra_keys=False)
+
+
+class RecentProducts:
+    """The last product structured per id, with the wire fields it came from.
+
+    Replies, snapshots and refreshes carry the same unchanged product again and again; the
+    strict converter and the money validators would build an equal Product, which is
+    immutable, so the one built last time is handed out when every field is the same: same
+    key, same type, same value, and for a number the same digits and exponent (`10.0` is not
+    `10.00` here, though they are equal Decimals). Anything else is structured afresh.
+    """
+
+    def __init__(self, structure: Callable[[Any, type], Product], limit: int = 10_000) -> None:
+        self._structure = structure
+        self.limit = limit
+        self._by_id: dict[str, tuple[tuple[Any, ...], Product]] = {}
+
+    def __call__(self, value: Any, cls: type) -> Product:
+        product_id = value.get("id") if isinstance(value, dict) else None
+        if not isinstance(product_id, str):
+            return self._structure(value, cls)
+        fields = tuple(
+            (key, type(item), item.as_tuple() if type(item) is Decimal else item)
+            for key, item in value.items()
+        )
+        seen = self._by_id.get(product_id)
+        if seen is not None and seen[0] == fields:
+            return seen[1]
+        product = self._structure(value, cls)
+        if seen is None and len(self._by_id) >= self.limit:
+            del self._by_id[next(iter(self._by_id))]  # the oldest entry
+        self._by_id[product_id] = (fields, product)
+        return product
+
+
+EVENTS.register_structure_hook(Product, RecentProducts(EVENTS.get_structure_hook(Product)))
 
 _ENVELOPE_FIELDS = ("id", "type", "source", "dataVersion", "timestamp", "correlationId", "data")
 OPTIONAL_WHEN_NULL = frozenset({"refreshMode"})
