@@ -205,7 +205,7 @@ class InprocBench:
             "ratio >= 0.5",
             f"{n} product.price_changed a round; project: subscribe until {n} acked (EventConsumer, "
             "order-service handlers, Redis cache and processed ids); baseline: own durable, "
-            "fetch batches of the project's concurrency, json.loads, ack; "
+            "fetch batches of the project's batch size, json.loads, ack; "
             f"Redis commands per event {total} (scripts' own included: {shown})",
         )
 
@@ -268,7 +268,8 @@ class InprocBench:
         }
 
     async def apply_raw(self, n: int) -> dict[str, Any]:
-        batch = order_service_consumers(self.settings.instance_id)[0].concurrency
+        spec = order_service_consumers(self.settings.instance_id)[0]
+        batch = spec.max_batch or spec.concurrency
         started = time.perf_counter()
         psub = await self.js.pull_subscribe(PRODUCT_PRICE_CHANGED, durable=RAW_DURABLE, stream=PRODUCT_STREAM)
         acked = 0

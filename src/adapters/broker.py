@@ -57,7 +57,10 @@ class ConsumerSpec:
     max_deliver: int = 10
     ack_wait_s: float = 30.0
     concurrency: int = 16
-    """Messages in flight at most; a fetch asks for as many as are free (a batch)."""
+    """Messages in flight at most; a fetch asks for as many as are free (a batch), up to `max_batch`."""
+    max_batch: int | None = None
+    """A batch holds at most this many (None: as many as `concurrency` leaves free). Below the
+    concurrency, the next batch is fetched and decoded while the one before waits on its stores."""
     fetch_pause_s: float = 0.0
     """After a fetch that did not fill up, wait this long before the next, so that one fetch
     takes many messages instead of one round trip each (a linger: a backstop behind a fast

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 import attrs
 
-from domain.events import Envelope
+from domain.events import Envelope, PriceChanged
 from domain.orders import Order, OrderFlag
 from domain.products import Product
 
@@ -54,6 +55,16 @@ class ProductCache(Protocol):
 
     async def put_many(self, products: Sequence[Product], *, partial: bool = False) -> None:
         """`put` of each snapshot, in one round trip where the store allows."""
+        ...
+
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
+        """Each change, in order, over the cached snapshot of the version just before it (its
+        prices and version, stored as a partial snapshot); one step where the store allows.
+
+        Returns, per product cached at a newer version than its change, that version's current
+        price. A product not cached, cached at the change's version, or further behind is left
+        alone (the `product.updated` of the version carries the whole snapshot).
+        """
         ...
 
     async def active_ids(self) -> list[str]: ...

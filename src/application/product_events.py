@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import Decimal
 
 import attrs
 
-from application.concurrency import all_or_cancel
 from application.flagging import OrderFlagger
 from application.ports import ProductCache
 from application.pricing_validation import RevalidateOnPriceChange
@@ -47,48 +45,24 @@ class ProductEventReactions:
         Each subject has its own consumer, so later events of the product may be applied
         before this one; the price change must still re-validate the orders (flags are only
         ever added), at the price of the newest version cached when that is newer.
-        The patch and the re-validation start together: its look-up of the orders holding the
-        product leaves with the patch (one round trip), and neither needs the other's outcome.
         """
-        cached = await self._cached(event.product_id)
-        newer = cached is not None and cached.version > event.version
-        price = cached.current_price if newer and cached is not None else event.new_price
-        await all_or_cancel(
-            self._patch(
-                cached,
-                event.version,
-                lambda p: attrs.evolve(
-                    p, current_price=event.new_price, base_price=event.base_price, version=event.version
-                ),
-            ),
-            self.revalidate(event.product_id, price),
-        )
+        await self.prices_changed([event])
 
     async def prices_changed(self, events: Sequence[PriceChanged]) -> None:
-        """`price_changed` of several products at once: the cache read in one step, then the
-        patches written and the orders looked up in one step each. Events of one product are
-        applied one after the other, as they would be alone."""
+        """`price_changed` of several products at once: the patches in one cache step (which
+        tells the newer prices cached), then the orders looked up in one step. Events of one
+        product are applied one after the other, as they would be alone."""
         if len({event.product_id for event in events}) < len(events):
             for event in events:
-                await self.price_changed(event)
+                await self._apply_prices([event])
             return
-        cached = await self.cache.get_many([event.product_id for event in events])
-        patches: list[Product] = []
-        prices: dict[str, Decimal] = {}
-        for event in events:
-            known = cached.get(event.product_id)
-            if known is not None and known.version == event.version - 1:
-                patches.append(
-                    attrs.evolve(
-                        known,
-                        current_price=event.new_price,
-                        base_price=event.base_price,
-                        version=event.version,
-                    )
-                )
-            newer = known is not None and known.version > event.version
-            prices[event.product_id] = known.current_price if newer and known is not None else event.new_price
-        await all_or_cancel(self.cache.put_many(patches, partial=True), self.revalidate.each(prices))
+        await self._apply_prices(events)
+
+    async def _apply_prices(self, events: Sequence[PriceChanged]) -> None:
+        newer = await self.cache.patch_prices(events)
+        await self.revalidate.each(
+            {event.product_id: newer.get(event.product_id, event.new_price) for event in events}
+        )
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         cached = await self._patch_cached(

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import attrs
+from prometheus_client import Counter
 
 from adapters.broker import Broker, ConsumerSpec, Delivery, Subscription
 from adapters.metrics import ServiceMetrics
@@ -68,6 +69,9 @@ class EventConsumer:
     _alone: dict[str, None] = attrs.field(factory=dict, init=False)
     """Ids of events whose batch timed out: next time each is applied alone, with a deadline of
     its own (retried together, they would time out together again, to the last attempt)."""
+    _counters: dict[tuple[str, str], Counter] = attrs.field(factory=dict, init=False)
+    """The `events_processed` child of each (type, outcome) met so far: `.labels()` hashes and
+    looks up its label values on every call, a few times per event otherwise."""
 
     async def __call__(self, delivery: Delivery) -> None:
         await self.handle_batch([delivery])
@@ -254,8 +258,13 @@ class EventConsumer:
         log.error("event dead-lettered to %s: %s", subject, reason)
 
     def _count(self, event_type: str, outcome: str) -> None:
-        known = event_type if event_type in _KNOWN_TYPES else "unknown"
-        self.metrics.events_processed.labels(type=known, outcome=outcome).inc()
+        counter = self._counters.get((event_type, outcome))
+        if counter is None:
+            known = event_type if event_type in _KNOWN_TYPES else "unknown"
+            counter = self.metrics.events_processed.labels(type=known, outcome=outcome)
+            if known != "unknown":  # an unknown type is whatever a sender wrote: not kept
+                self._counters[(event_type, outcome)] = counter
+        counter.inc()
 
 
 async def _all_of(jobs: list[Coroutine[Any, Any, None]]) -> None:

@@ -116,6 +116,12 @@ Redis round trip and one wake-up then serve many events instead of one each. Mea
 orders/s: CPU per order 9.1 -> 7.0-7.3 ms, p99 26-48 -> 19-30 ms. Events are applied up to
 this much later while traffic is low; under load fetches fill up and nobody waits."""
 
+EVENT_BATCH = 16
+EVENT_CONCURRENCY = 2 * EVENT_BATCH
+"""Two batches of product events in flight: the next is fetched and decoded while the one
+before waits on Redis (one at a time, the consumer idled through every round trip).
+Measured on event_apply_rps: ratio 0.31-0.38 -> 0.50-0.52 (2 runs of 3 rounds)."""
+
 BACKSTOP_FETCH_PAUSE_S = 0.2
 """The consumers behind a fast path fetch at most this often while idle: they mostly find what
 the fast path has handled already, and many at once cost less than one at a time."""
@@ -126,7 +132,11 @@ def order_service_consumers(instance_id: str) -> list[ConsumerSpec]:
     (the backstop of the fast path)."""
     return [
         ConsumerSpec(
-            name="order-service", subjects=ORDER_SERVICE_PRODUCT_EVENTS, fetch_pause_s=EVENT_FETCH_LINGER_S
+            name="order-service",
+            subjects=ORDER_SERVICE_PRODUCT_EVENTS,
+            fetch_pause_s=EVENT_FETCH_LINGER_S,
+            concurrency=EVENT_CONCURRENCY,
+            max_batch=EVENT_BATCH,
         ),
         ConsumerSpec(
             name=f"order-service-replies-{instance_id}",

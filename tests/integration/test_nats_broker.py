@@ -261,6 +261,33 @@ async def test_messages_fetched_together_reach_a_batch_handler_together(brokers:
     assert len(batches) < 12
 
 
+async def test_batches_keep_to_max_batch_and_the_next_is_fetched_while_one_is_handled(
+    brokers: Brokers,
+) -> None:
+    broker = await brokers.new()
+    for i in range(12):
+        await broker.publish("order.created", f"{i}".encode(), f"e-{i}")
+    release = asyncio.Event()
+    batches: list[list[bytes]] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        batches.append([delivery.data for delivery in deliveries])
+        await release.wait()
+        for delivery in deliveries:
+            await delivery.ack()
+
+    spec = ConsumerSpec(name="svc", subjects=("order.created",), concurrency=8, max_batch=4)
+    await broker.subscribe_batches(spec, handle)
+
+    await eventually(lambda: sum(map(len, batches)) == 8, what="two batches in flight at once")
+    in_flight = len(batches)
+    release.set()
+    await eventually(lambda: sum(map(len, batches)) == 12)
+    assert sorted(int(data) for batch in batches for data in batch) == list(range(12))
+    assert in_flight >= 2
+    assert max(map(len, batches)) <= 4
+
+
 async def test_the_unsettled_messages_of_a_failed_batch_come_again_and_the_settled_ones_not(
     brokers: Brokers,
 ) -> None:

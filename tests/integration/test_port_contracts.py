@@ -15,9 +15,9 @@ import pytest
 
 from adapters.redis.client import RedisClient
 from application.ports import CommitResult, IdempotencyRecord, ProductChange
-from domain.events import ProductDiscontinued
+from domain.events import PriceChanged, ProductDiscontinued
 from domain.orders import OrderFlag
-from domain.products import ProductStatus
+from domain.products import Product, ProductStatus
 from tests.integration.redis_support import (
     START,
     Backend,
@@ -145,6 +145,56 @@ async def test_put_many_of_partial_snapshots_follows_the_rules_of_a_partial_put(
         "desk": whole_desk_v2,
     }
     assert sorted(await cache.active_ids()) == ["chair", "desk"]
+
+
+def a_price_change(product: Product, new_price: str, base_price: str, version: int) -> PriceChanged:
+    return PriceChanged(product.id, product.current_price, Decimal(new_price), Decimal(base_price), version)
+
+
+async def test_price_patches_apply_over_the_version_just_before_and_tell_the_newer_prices(
+    backend: Backend,
+) -> None:
+    cache = backend.cache(60)
+    chair = a_product("chair", name='A "chair" with "currentPrice":1 in its name')
+    desk_v3 = newer(newer(a_product("desk", current_price=Decimal("12.30"))))
+    lamp = a_product("lamp", status=ProductStatus.INACTIVE)
+    await cache.put_many([chair, desk_v3, lamp])
+
+    newer_prices = await cache.patch_prices(
+        [
+            a_price_change(chair, "19.99", "25.00", 2),
+            a_price_change(desk_v3, "1.00", "1.00", 2),  # older than what is cached
+            a_price_change(lamp, "2.00", "2.00", 3),  # too far ahead: left to its snapshot
+            PriceChanged("unknown", Decimal("1.00"), Decimal("2.00"), Decimal("2.00"), 2),
+            a_price_change(chair, "999999999.99", "0.10", 3),  # the chair's next one, in order
+        ]
+    )
+    await cache.patch_prices([])
+
+    assert newer_prices == {"desk": Decimal("12.30")}
+    chair_v3 = newer(newer(chair), current_price=Decimal("999999999.99"), base_price=Decimal("0.10"))
+    assert await cache.get_many(["chair", "desk", "lamp", "unknown"]) == {
+        "chair": chair_v3,
+        "desk": desk_v3,
+        "lamp": lamp,
+    }
+    assert sorted(await cache.active_ids()) == ["chair", "desk"]
+
+
+async def test_a_price_patch_is_partial_and_yields_to_the_whole_snapshot_of_its_version(
+    backend: Backend,
+) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1", status=ProductStatus.DISCONTINUED)
+    whole_v2 = newer(v1, current_price=Decimal("5.00"), name="renamed in the same change")
+    await cache.put(v1)
+
+    assert await cache.patch_prices([a_price_change(v1, "5.00", "249.99", 2)]) == {}
+    assert await cache.get_many(["p-1"]) == {"p-1": newer(v1, current_price=Decimal("5.00"))}
+    assert await cache.active_ids() == []
+    assert await cache.put(whole_v2) is True
+    assert await cache.patch_prices([a_price_change(v1, "6.00", "249.99", 2)]) == {}
+    assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
 
 async def test_a_cached_entry_read_again_after_a_change_is_the_change(backend: Backend) -> None:

@@ -433,6 +433,30 @@ async def test_the_in_memory_broker_hands_over_what_is_queued_in_batches_of_its_
     assert sizes == [8, 4]
 
 
+async def test_the_in_memory_broker_keeps_batches_to_max_batch_with_several_in_flight() -> None:
+    broker = InMemoryBroker()
+    for n in range(12):
+        await broker.publish("product.created", b"x", f"m-{n}")
+    release = asyncio.Event()
+    sizes: list[int] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        sizes.append(len(deliveries))
+        await release.wait()
+        for delivery in deliveries:
+            await delivery.ack()
+
+    spec = ConsumerSpec("c", ("product.>",), concurrency=8, max_batch=3)
+    await broker.subscribe_batches(spec, handle)
+    await eventually(lambda: sum(sizes) == 8)  # the next batch went out while the first waited
+    held = list(sizes)
+    release.set()
+    await eventually(lambda: sum(sizes) == 12)
+    await broker.close()
+    assert held == [3, 3, 2]
+    assert max(sizes) == 3
+
+
 async def test_a_slow_message_of_a_batch_holds_its_own_slot_only() -> None:
     broker = InMemoryBroker()
     for n in range(10):

@@ -212,48 +212,47 @@ async def test_an_older_price_change_does_not_revalidate_orders(order_side: Orde
 
 
 @attrs.define
-class PausedPuts:
-    """The in-memory cache, its writes held until `go` is set."""
+class PatchesOnly:
+    """The in-memory cache, refusing every call but `patch_prices`, which it counts."""
 
     inner: ProductCache
-    go: asyncio.Event = attrs.field(factory=asyncio.Event)
-    waiting: int = 0
+    patches: int = 0
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
-        return await self.inner.get_many(product_ids)
+        raise AssertionError("a price change reads no snapshot")
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
-        self.waiting += 1
-        await self.go.wait()
-        return await self.inner.put(product, partial=partial)
+        raise AssertionError("a price change writes no snapshot")
 
-    async def put_many(self, products: Sequence[Product]) -> None:
-        await self.inner.put_many(products)
+    async def put_many(self, products: Sequence[Product], *, partial: bool = False) -> None:
+        raise AssertionError("a price change writes no snapshot")
+
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
+        self.patches += 1
+        return await self.inner.patch_prices(changes)
 
     async def active_ids(self) -> list[str]:
         return await self.inner.active_ids()
 
 
-async def test_a_price_change_revalidates_while_its_cache_patch_is_being_written(
+async def test_price_changes_patch_the_cache_in_one_step_without_reading_snapshots(
     order_side: OrderSide,
 ) -> None:
-    # the patch and the look-up of the orders leave together: one round trip on Redis
-    v1 = a_product(CHAIR, current_price=Decimal("100.00"))
-    order_side.lookup.add(v1)
+    # one cache round trip on Redis, and no snapshot decoded or encoded by the service
+    chair, desk = a_product(CHAIR, current_price=Decimal("100.00")), a_product(DESK)
+    order_side.lookup.add(chair, desk)
     order = await place(order_side, (CHAIR, 1))
-    paused = PausedPuts(order_side.cache)
-    reactions = attrs.evolve(order_side.reactions, cache=paused)
+    await order_side.reactions.snapshot_arrived(desk)
+    counting = PatchesOnly(order_side.cache)
+    reactions = attrs.evolve(order_side.reactions, cache=counting)
 
-    applying = asyncio.ensure_future(reactions.price_changed(price_changed(v1, "150.00")))
-    for _ in range(20):
-        await asyncio.sleep(0)
-    flagged_meanwhile = (await order_side.get_order(order.id)).flags
-    paused.go.set()
-    await applying
+    desk_change = PriceChanged(DESK, desk.current_price, Decimal("1.00"), desk.base_price, desk.version + 1)
+    await reactions.prices_changed([price_changed(chair, "150.00"), desk_change])
 
-    assert paused.waiting == 1
-    assert flagged_meanwhile == (OrderFlag.PRICE_REVIEW,)
-    assert (await cached(order_side)) == newer(v1, current_price=Decimal("150.00"))
+    assert counting.patches == 1
+    assert (await order_side.get_order(order.id)).flags == (OrderFlag.PRICE_REVIEW,)
+    assert await cached(order_side) == newer(chair, current_price=Decimal("150.00"))
+    assert await cached(order_side, DESK) == newer(desk, current_price=Decimal("1.00"))
 
 
 async def test_a_price_change_after_its_own_snapshot_still_revalidates(order_side: OrderSide) -> None:

@@ -128,8 +128,8 @@ class _MemorySubscription:
 
 @attrs.define(eq=False)
 class _MemoryBatchSubscription:
-    """As the JetStream consumer: what is queued, up to the free slots, goes out as one batch
-    to a task of its own; a slot is free again once its message is settled."""
+    """As the JetStream consumer: what is queued, up to the free slots (and `max_batch`), goes
+    out as one batch to a task of its own; a slot is free again once its message is settled."""
 
     consumer: _Consumer
     handler: BatchHandler
@@ -147,7 +147,10 @@ class _MemoryBatchSubscription:
                 self.slot_freed.clear()
                 await self.slot_freed.wait()
             taken = [await queue.get()]
-            while len(taken) < limit - self.unsettled and not queue.empty():
+            room = limit - self.unsettled
+            if self.consumer.spec.max_batch is not None:
+                room = min(room, self.consumer.spec.max_batch)
+            while len(taken) < room and not queue.empty():
                 taken.append(queue.get_nowait())
             deliveries = [
                 _MemoryDelivery(message, attempt, self.consumer, on_settled=self._one_settled)

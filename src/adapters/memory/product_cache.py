@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import attrs
 
 from adapters.memory.faults import Outage
 from application.ports import Clock
 from domain.errors import CacheUnavailable
+from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
 
 
@@ -41,6 +43,25 @@ class InMemoryProductCache:
         self.outage.check()
         for product in products:
             await self.put(product, partial=partial)
+
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
+        self.outage.check()
+        newer: dict[str, Decimal] = {}
+        for change in changes:
+            cached = self._live(change.product_id)
+            if cached is None:
+                continue
+            if cached.version == change.version - 1:
+                patched = attrs.evolve(
+                    cached,
+                    current_price=change.new_price,
+                    base_price=change.base_price,
+                    version=change.version,
+                )
+                await self.put(patched, partial=True)
+            elif cached.version > change.version:
+                newer[change.product_id] = cached.current_price
+        return newer
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()

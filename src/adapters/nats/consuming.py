@@ -308,7 +308,8 @@ class SubjectConsumer:
         self._slot_freed.set()
 
     def _free_slots(self) -> int:
-        return max(self.spec.concurrency - self._unsettled, 1)
+        free = max(self.spec.concurrency - self._unsettled, 1)
+        return free if self.spec.max_batch is None else min(free, self.spec.max_batch)
 
     async def _wait_for_a_free_slot(self) -> None:
         while self._unsettled >= self.spec.concurrency:

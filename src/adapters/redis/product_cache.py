@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 
 from adapters.redis.client import LuaScript, RedisClient, text, translated
 from adapters.redis.decoded import DecodedSnapshots
@@ -11,6 +12,7 @@ from adapters.redis.keys import Keyspace
 from adapters.wire.converter import dumps
 from adapters.wire.http_json import product_to_wire
 from domain.errors import CacheUnavailable
+from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,51 @@ return stored
 """`_PUT` of several products in one call, the server's clock read once. KEYS: the products' keys,
 then the active index. ARGV: TTL ms, partial (1/0), then version, JSON, active, id of each."""
 
+_PATCH_PRICES = LuaScript("""
+local index, ttl, now_ms = KEYS[#KEYS], ARGV[1], nil
+local newer = {}
+for i = 1, #KEYS - 1 do
+  local at = 2 + (i - 1) * 4
+  local version, current_price, base_price, id = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  newer[i] = ''
+  local raw = redis.call('GET', KEYS[i])
+  local readable, stored = false, nil
+  if raw then readable, stored = pcall(cjson.decode, raw) end
+  if readable and type(stored) == 'table' and tonumber(stored['version']) then
+    local stored_version = tonumber(stored['version'])
+    if stored_version == version - 1 and string.sub(raw, -1) == '}' then
+      local json, a, b, c = raw, 0, 0, 0
+      json, a = string.gsub(json, '"currentPrice":[-+.%deE]+', '"currentPrice":' .. current_price)
+      json, b = string.gsub(json, '"basePrice":[-+.%deE]+', '"basePrice":' .. base_price)
+      json, c = string.gsub(json, '"version":%d+', '"version":' .. version)
+      if a == 1 and b == 1 and c == 1 then
+        if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
+        redis.call('SET', KEYS[i], json, 'PX', ttl)
+        if stored['status'] == 'ACTIVE' then
+          if not now_ms then
+            local now = redis.call('TIME')
+            now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+          end
+          redis.call('ZADD', index, now_ms + tonumber(ttl), id)
+        else
+          redis.call('ZREM', index, id)
+        end
+      end
+    elseif stored_version > version then
+      newer[i] = string.match(raw, '"currentPrice":([-+.%deE]+)') or ''
+    end
+  end
+end
+return newer
+""")
+"""KEYS: the products' keys, then the active index. ARGV: TTL ms, then version, current price,
+base price and id of each change. A price change over the version just before it, read and
+written in one step: no snapshot crosses the wire either way. The three fields are replaced in
+the stored text, which we wrote (compact JSON, flat, one key each; a `"` inside a string is
+escaped, so the patterns only meet keys): the untouched fields keep their exact text, where
+cjson would re-encode every number as a double. Returns, per change, the current price of a
+newer cached version, as stored, or ''."""
+
 _ACTIVE_IDS = LuaScript("""
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -123,6 +170,26 @@ class RedisProductCache:
         keys.append(self.keys.active_products)
         with translated(CacheUnavailable, self._unavailable):
             await self.client.run(_PUT_MANY, keys, args)
+
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
+        if not changes:
+            return {}
+        keys = [self.keys.cached_product(change.product_id) for change in changes]
+        keys.append(self.keys.active_products)
+        args: list[str | int] = [self.ttl_ms]
+        for change in changes:
+            args += [change.version, f"{change.new_price:f}", f"{change.base_price:f}", change.product_id]
+        with translated(CacheUnavailable, self._unavailable):
+            newer = await self.client.run(_PATCH_PRICES, keys, args)
+        found: dict[str, Decimal] = {}
+        for change, price in zip(changes, newer, strict=True):
+            if not price:
+                continue
+            try:
+                found[change.product_id] = Decimal(text(price))
+            except ArithmeticError:  # an unreadable entry is a miss, as for get_many
+                log.warning("cached product %s has an unreadable price", change.product_id)
+        return found
 
     def _put_call(self, product: Product, partial: bool) -> tuple[list[str], list[str | int]]:
         wire = product_to_wire(product)
