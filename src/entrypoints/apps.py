@@ -30,6 +30,7 @@ from entrypoints.event_routing import (
 from entrypoints.fast_path import ProcessedHere, listen_fast
 from entrypoints.http import order_api, product_api
 from entrypoints.http.errors import error_middleware
+from entrypoints.http.lanes import prompt_lane_middleware
 from entrypoints.http.observability import metrics_middleware
 from entrypoints.http.ops import (
     BEFORE_SCRAPE,
@@ -71,7 +72,7 @@ def create_order_app(
     metrics = service.core.metrics()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[metrics_middleware(metrics), error_middleware],
+        middlewares=[metrics_middleware(metrics), prompt_lane_middleware, error_middleware],
     )
     app[order_api.ORDER_SERVICE] = service
     app[order_api.BACKGROUND] = BackgroundTasks()
@@ -227,7 +228,7 @@ def create_product_app(
     metrics = service.core.metrics()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[metrics_middleware(metrics), error_middleware],
+        middlewares=[metrics_middleware(metrics), prompt_lane_middleware, error_middleware],
     )
     app[product_api.PRODUCT_SERVICE] = service
     app[OUTBOX_WAKEUP] = OutboxWakeup()

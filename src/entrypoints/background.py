@@ -10,6 +10,7 @@ from datetime import datetime
 from croniter import croniter
 
 from adapters.metrics import ServiceMetrics
+from adapters.redis.client import prompt_lane
 from adapters.tasks import cancel_and_wait
 from application.outbox_relay import RelayOutbox
 from application.ports import Clock
@@ -107,7 +108,8 @@ class BackgroundTasks:
     def start(self, work: Awaitable[object]) -> None:
         async def run() -> object:
             try:
-                return await work
+                with prompt_lane(False):  # nobody waits on it: it queues with the background work
+                    return await work
             except Exception:
                 log.exception("background task failed")
                 return None

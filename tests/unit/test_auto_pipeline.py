@@ -100,3 +100,15 @@ async def test_after_a_burst_the_client_is_idle_again_and_sends_at_once() -> Non
 
     assert redis.sends[before:] == [[("GET", "later")]]
     await sent
+
+
+async def test_with_two_sends_allowed_a_second_command_does_not_wait_for_the_first() -> None:
+    redis = ScriptedRedis()
+    auto = AutoPipeline(lambda: cast(Redis, redis), max_in_flight=2)
+
+    answers = await asyncio.gather(*(auto.execute("GET", f"k{n}") for n in range(5)))
+
+    assert answers == [f"GET k{n}" for n in range(5)]
+    assert redis.sends[:2] == [[("GET", "k0")], [("GET", "k1")]], "both out before either returned"
+    assert redis.sends[2:] == [[("GET", "k2"), ("GET", "k3"), ("GET", "k4")]]
+    assert redis.most_out == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +27,26 @@ SOCKET_TIMEOUT_S = 1.0
 HEALTH_CHECK_INTERVAL_S = 15
 MAX_CONNECTIONS = 64
 PING_TIMEOUT_S = 2.0
+PROMPT_SENDS_IN_FLIGHT = 2
+"""Sends the prompt lane may have out at once: the two writes of one order go out together."""
+
+_PROMPT: contextvars.ContextVar[bool] = contextvars.ContextVar("redis_prompt_lane", default=False)
+
+
+@contextlib.contextmanager
+def prompt_lane(prompt: bool = True) -> Iterator[None]:
+    """Redis commands issued inside, and in tasks started inside, take the prompt lane
+    (`prompt=False`: the background one again, for work a request leaves running).
+
+    For work somebody is waiting on (an HTTP request): its commands do not queue behind a
+    batch of background commands (event consumers, the outbox relay) that is out, whose round
+    trip, and then the parsing of its replies, would come first.
+    """
+    token = _PROMPT.set(prompt)
+    try:
+        yield
+    finally:
+        _PROMPT.reset(token)
 
 
 @attrs.frozen
@@ -56,34 +77,37 @@ class AutoPipeline:
     of ioredis' auto-pipelining, with Nagle's trigger): an idle client sends a command at once,
     and what is issued while that send is out waits for it, then leaves as one batch. A lone
     caller never waits; under load the batches grow with the round trip. At most one send is
-    in flight, so the commands of a service share one connection. A command's error reaches
-    its own caller, a connection failure every caller of the batch. Scripts go through it too
-    (RedisClient.run handles NOSCRIPT); transactions do not.
+    in flight (`max_in_flight`, 1 by default), so the commands of a service share one
+    connection. A command's error reaches its own caller, a connection failure every caller of
+    the batch. Scripts go through it too (RedisClient.run handles NOSCRIPT); transactions do not.
     """
 
-    def __init__(self, redis: Callable[[], Commands]) -> None:
+    def __init__(self, redis: Callable[[], Commands], max_in_flight: int = 1) -> None:
         self._redis = redis
+        self._max_in_flight = max(max_in_flight, 1)
         self._queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._busy = False
+        self._out = 0
+        """Sends in flight: lone commands and draining batches."""
         self._sending: set[asyncio.Task[None]] = set()
 
     async def execute(self, *command: Any) -> Any:
-        if self._busy:  # a send is out: join the next batch
+        if self._out >= self._max_in_flight:  # as many sends out as allowed: join the next batch
             waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._queued.append((command, waiter))
             return await waiter
-        self._busy = True
+        self._out += 1
         try:
             return await self._redis().execute_command(*command)
         finally:
+            self._out -= 1
             self._send_queued()
 
     def _send_queued(self) -> None:
         """What queued meanwhile leaves now, in a task of its own: its callers are not ours to
         cancel, and a caller that gives up does not take the batch with it."""
-        if not self._queued:
-            self._busy = False
+        if not self._queued or self._out >= self._max_in_flight:
             return
+        self._out += 1
         task = asyncio.ensure_future(self._drain())
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
@@ -96,10 +120,11 @@ class AutoPipeline:
                 if batch:
                     await self._send(batch)
         finally:
-            self._busy = False
-            for _, waiter in self._queued:  # only on cancellation (shutdown)
-                waiter.cancel()
-            self._queued = []
+            self._out -= 1
+            if self._out == 0:
+                for _, waiter in self._queued:  # only on cancellation (shutdown)
+                    waiter.cancel()
+                self._queued = []
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
@@ -159,9 +184,16 @@ class RedisClient:
         }
         self._redis: Redis | None = None
         self._held: HeldConnection | None = None
-        self.batched = AutoPipeline(self._held_connection)
-        """Plain commands through the auto-pipeline (see AutoPipeline), one at a time on a
-        connection of their own (see HeldConnection)."""
+        self._background = AutoPipeline(self._held_connection)
+        """One send at a time, on a connection of its own (see HeldConnection)."""
+        self._prompt = AutoPipeline(lambda: self.redis, max_in_flight=PROMPT_SENDS_IN_FLIGHT)
+        """Up to PROMPT_SENDS_IN_FLIGHT sends, each on a pooled connection."""
+
+    @property
+    def batched(self) -> AutoPipeline:
+        """Plain commands through the auto-pipeline (see AutoPipeline): the prompt lane's inside
+        `prompt_lane()`, else the one every background job shares."""
+        return self._prompt if _PROMPT.get() else self._background
 
     @property
     def redis(self) -> Redis:
