@@ -348,3 +348,15 @@ async def test_a_caller_that_gives_up_mid_reply_leaves_no_reply_for_the_next_one
 
     assert await client.batched.execute("GET", "k") == "v"
     assert await client.batched.execute("MGET", "k", "other") == ["v", None]
+
+
+async def test_the_outbox_removes_more_ids_at_once_than_one_lua_unpack_takes(client: RedisClient) -> None:
+    outbox = RedisOutbox(client, Keyspace(ORDER_SERVICE))
+    ids = [f"e-{n}" for n in range(9000)]  # Lua's unpack refuses over 8000 values
+    await client.redis.hset(outbox.keys.outbox_entries, mapping=dict.fromkeys(ids, "{}"))
+    await client.redis.zadd(outbox.keys.outbox_queue, {event_id: n for n, event_id in enumerate(ids)})
+
+    await outbox.remove([*ids, "unknown"])
+
+    assert await outbox.count() == 0
+    assert await client.redis.hlen(outbox.keys.outbox_entries) == 0
