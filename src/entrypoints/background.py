@@ -22,6 +22,10 @@ RELAY_IDLE_S = 1.0
 """How long an idle relay waits when not woken: then its sweep looks for entries it was not
 told of (another instance's, a crash's, those whose first publish failed)."""
 RELAY_RETRY_S = 0.05
+RELAY_LINGER_S = 0.02
+"""Once woken, the relay waits this long before its pass, so that what is stored meanwhile goes
+in the same pass: at 200 orders/s one wake-up and one removal serve ~4 orders instead of one
+each. Events leave up to this much later; the consumers of order.created linger longer anyway."""
 RELAY_MAX_BACKOFF_S = 5.0
 
 
@@ -36,6 +40,9 @@ class OutboxWakeup:
 
     def clear(self) -> None:
         self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
 
     async def wait(self) -> None:
         await self._event.wait()
@@ -57,7 +64,8 @@ async def wait_or_stop(stop: asyncio.Event, seconds: float, wakeup: OutboxWakeup
 async def relay_outbox_forever(
     relay: RelayOutbox, metrics: ServiceMetrics, stop: asyncio.Event, wakeup: OutboxWakeup
 ) -> None:
-    """Publish pending events as soon as they are stored; back off while the bus or store is down."""
+    """Publish pending events soon after they are stored (RELAY_LINGER_S); back off while the
+    bus or store is down."""
     backoff = RELAY_RETRY_S
     while True:
         wakeup.clear()
@@ -81,6 +89,9 @@ async def relay_outbox_forever(
             log.exception("outbox relay pass failed")
             delay, woken_by = RELAY_MAX_BACKOFF_S, None
         if await wait_or_stop(stop, delay, woken_by):
+            return
+        woken = delay > 0 and woken_by is not None and woken_by.is_set()
+        if woken and await wait_or_stop(stop, RELAY_LINGER_S):  # woken: gather a little more
             return
 
 
