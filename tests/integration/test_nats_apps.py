@@ -230,6 +230,14 @@ async def test_a_refresh_is_answered_once_over_the_fast_path_and_stored_once(ser
     }
     async with http.post(services.product_url("/api/v1/products"), json=body) as response:
         product = await json_of(response, 201)
+    nats_url = services.order.app[ORDER_SERVICE].settings().nats_url
+    assert nats_url is not None
+
+    async def created_stored() -> bool:
+        return await stored_count(nats_url, PRODUCT_EVENTS) == 1
+
+    # product.created leaves through the outbox relay, which lingers a moment once woken
+    await eventually_async(created_stored, what="product.created relayed")
 
     async with http.post(
         services.order_url(f"/admin/products/{product['id']}/refresh"),
@@ -246,8 +254,6 @@ async def test_a_refresh_is_answered_once_over_the_fast_path_and_stored_once(ser
     )
     answered = 'events_published_total{outcome="ok",type="product.details_provided"} 1.0'
     assert await product_metric(services, answered)
-    nats_url = services.order.app[ORDER_SERVICE].settings().nats_url
-    assert nats_url is not None
     # product.created, the request and its one reply, each with its Nats-Msg-Id
     assert await stored_count(nats_url, PRODUCT_EVENTS) == 3
 
