@@ -39,6 +39,16 @@ class ProductLookup(Protocol):
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
 
 
+@attrs.frozen
+class StockChange:
+    """A product's new stock at `version`, changed at `updated_at` (a product.availability_changed)."""
+
+    product_id: str
+    quantity_available: int
+    version: int
+    updated_at: datetime
+
+
 class ProductCache(Protocol):
     """Last known product snapshots; a newer version always wins. Raises CacheUnavailable."""
 
@@ -64,6 +74,17 @@ class ProductCache(Protocol):
         Returns, per product cached at a newer version than its change, that version's current
         price. A product not cached, cached at the change's version, or further behind is left
         alone (the `product.updated` of the version carries the whole snapshot).
+        """
+        ...
+
+    async def patch_stock(self, changes: Sequence[StockChange]) -> set[str]:
+        """Each change, in order, over the cached snapshot of the version just before it (its
+        stock, `updatedAt` and version, stored as a partial snapshot); one step where the store
+        allows.
+
+        Returns the ids of the products cached more than one version behind a change: those are
+        left alone, for the caller to ask for their whole snapshot. A product not cached, or
+        cached at the change's version or a newer one, is left alone too.
         """
         ...
 

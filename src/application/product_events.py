@@ -9,7 +9,7 @@ from datetime import datetime
 import attrs
 
 from application.flagging import OrderFlagger
-from application.ports import ProductCache
+from application.ports import ProductCache, StockChange
 from application.pricing_validation import RevalidateOnPriceChange
 from application.snapshot_requests import AskForSnapshot
 from domain.events import AvailabilityChanged, PriceChanged, ProductDiscontinued
@@ -81,21 +81,21 @@ class ProductEventReactions:
         the cache is more than one version behind it, the whole snapshot is asked for: without
         it the cache would keep the old stock until the product next changes.
         """
-        cached = await self._patch_cached(
-            event.product_id,
-            event.version,
-            lambda p: attrs.evolve(
-                p, quantity_available=event.quantity_available, version=event.version, updated_at=changed_at
+        await self.stocks_changed([(event, changed_at)])
+
+    async def stocks_changed(self, events: Sequence[tuple[AvailabilityChanged, datetime]]) -> None:
+        """`availability_changed` of several events at once: the patches in one cache step, no
+        snapshot read, decoded or encoded here. Events of one product apply in version order."""
+        changes = sorted(
+            (
+                StockChange(event.product_id, event.quantity_available, event.version, changed_at)
+                for event, changed_at in events
             ),
+            key=lambda change: change.version,
         )
-        if cached is not None and cached.version < event.version - 1:
-            log.info(
-                "product %s cached at version %s, event at %s: asking for the snapshot",
-                event.product_id,
-                cached.version,
-                event.version,
-            )
-            await self.ask_for_snapshot(event.product_id)
+        for product_id in sorted(await self.cache.patch_stock(changes)):
+            log.info("product %s cached over a version behind its stock change: asking for it", product_id)
+            await self.ask_for_snapshot(product_id)
 
     async def _patch_cached(
         self, product_id: str, version: int, change: Callable[[Product], Product]

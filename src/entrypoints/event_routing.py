@@ -106,7 +106,12 @@ def order_service_batch_handlers(reactions: ProductEventReactions) -> dict[str, 
     async def prices_changed(envelopes: Sequence[Envelope]) -> None:
         await reactions.prices_changed([data_of(envelope, PriceChanged) for envelope in envelopes])
 
-    return {PRODUCT_PRICE_CHANGED: prices_changed}
+    async def stocks_changed(envelopes: Sequence[Envelope]) -> None:
+        await reactions.stocks_changed(
+            [(data_of(envelope, AvailabilityChanged), envelope.timestamp) for envelope in envelopes]
+        )
+
+    return {PRODUCT_PRICE_CHANGED: prices_changed, PRODUCT_AVAILABILITY_CHANGED: stocks_changed}
 
 
 EVENT_FETCH_LINGER_S = 0.05

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from adapters.redis.client import RedisClient
-from application.ports import CommitResult, IdempotencyRecord, ProductChange
+from application.ports import CommitResult, IdempotencyRecord, ProductChange, StockChange
 from domain.events import PriceChanged, ProductDiscontinued
 from domain.orders import OrderFlag
 from domain.products import Product, ProductStatus
@@ -194,6 +194,61 @@ async def test_a_price_patch_is_partial_and_yields_to_the_whole_snapshot_of_its_
     assert await cache.active_ids() == []
     assert await cache.put(whole_v2) is True
     assert await cache.patch_prices([a_price_change(v1, "6.00", "249.99", 2)]) == {}
+    assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
+
+
+def a_stock_change(product: Product, quantity: int, version: int, minutes: int = 5) -> StockChange:
+    return StockChange(product.id, quantity, version, START + timedelta(minutes=minutes, milliseconds=250))
+
+
+async def test_stock_patches_apply_over_the_version_just_before_and_tell_who_is_behind(
+    backend: Backend,
+) -> None:
+    cache = backend.cache(60)
+    chair = a_product("chair", name='A "chair" with "quantityAvailable":1,"version":9 in its name')
+    desk_v3 = newer(newer(a_product("desk")))
+    lamp = a_product("lamp", status=ProductStatus.INACTIVE)
+    await cache.put_many([chair, desk_v3, lamp])
+
+    behind = await cache.patch_stock(
+        [
+            a_stock_change(chair, 7, 2),
+            a_stock_change(desk_v3, 1, 2),  # older than what is cached
+            a_stock_change(lamp, 2, 3),  # too far ahead: left to its snapshot
+            StockChange("unknown", 1, 2, START),
+            a_stock_change(chair, 0, 3, minutes=6),  # the chair's next one, in order
+        ]
+    )
+    await cache.patch_stock([])
+
+    assert behind == {"lamp"}
+    chair_v3 = newer(
+        newer(chair),
+        quantity_available=0,
+        updated_at=START + timedelta(minutes=6, milliseconds=250),
+    )
+    assert await cache.get_many(["chair", "desk", "lamp", "unknown"]) == {
+        "chair": chair_v3,
+        "desk": desk_v3,
+        "lamp": lamp,
+    }
+    assert sorted(await cache.active_ids()) == ["chair", "desk"]
+
+
+async def test_a_stock_patch_is_partial_and_yields_to_the_whole_snapshot_of_its_version(
+    backend: Backend,
+) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1", status=ProductStatus.DISCONTINUED)
+    whole_v2 = newer(v1, quantity_available=3, name="renamed in the same change")
+    await cache.put(v1)
+
+    assert await cache.patch_stock([a_stock_change(v1, 3, 2)]) == set()
+    patched = newer(v1, quantity_available=3, updated_at=START + timedelta(minutes=5, milliseconds=250))
+    assert await cache.get_many(["p-1"]) == {"p-1": patched}
+    assert await cache.active_ids() == []
+    assert await cache.put(whole_v2) is True
+    assert await cache.patch_stock([a_stock_change(v1, 4, 2)]) == set()
     assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
 

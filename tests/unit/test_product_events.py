@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from application.create_order import CreateOrder
-from application.ports import ProductCache
+from application.ports import ProductCache, StockChange
 from domain.errors import StoreUnavailable
 from domain.events import (
     PRODUCT_DETAILS_REQUESTED,
@@ -213,7 +213,7 @@ async def test_an_older_price_change_does_not_revalidate_orders(order_side: Orde
 
 @attrs.define
 class PatchesOnly:
-    """The in-memory cache, refusing every call but `patch_prices`, which it counts."""
+    """The in-memory cache, refusing every call but the patches, which it counts."""
 
     inner: ProductCache
     patches: int = 0
@@ -230,6 +230,10 @@ class PatchesOnly:
     async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
         self.patches += 1
         return await self.inner.patch_prices(changes)
+
+    async def patch_stock(self, changes: Sequence[StockChange]) -> set[str]:
+        self.patches += 1
+        return await self.inner.patch_stock(changes)
 
     async def active_ids(self) -> list[str]:
         return await self.inner.active_ids()
@@ -253,6 +257,41 @@ async def test_price_changes_patch_the_cache_in_one_step_without_reading_snapsho
     assert (await order_side.get_order(order.id)).flags == (OrderFlag.PRICE_REVIEW,)
     assert await cached(order_side) == newer(chair, current_price=Decimal("150.00"))
     assert await cached(order_side, DESK) == newer(desk, current_price=Decimal("1.00"))
+
+
+async def test_stock_changes_patch_the_cache_in_one_step_in_version_order(order_side: OrderSide) -> None:
+    # one cache round trip on Redis, no snapshot decoded or encoded by the service; the chair's
+    # two changes arrive in one batch, the later first
+    chair, desk = a_product(CHAIR, quantity_available=12), a_product(DESK, quantity_available=5)
+    await order_side.cache.put_many([chair, desk])
+    counting = PatchesOnly(order_side.cache)
+    reactions = attrs.evolve(order_side.reactions, cache=counting)
+    at = [LATER + timedelta(seconds=s) for s in range(3)]
+
+    await reactions.stocks_changed(
+        [
+            (AvailabilityChanged(CHAIR, True, 9, 3), at[1]),
+            (AvailabilityChanged(DESK, True, 4, 2), at[2]),
+            (AvailabilityChanged(CHAIR, True, 10, 2), at[0]),
+        ]
+    )
+
+    assert counting.patches == 1
+    assert await cached(order_side) == newer(newer(chair), quantity_available=9, updated_at=at[1])
+    assert await cached(order_side, DESK) == newer(desk, quantity_available=4, updated_at=at[2])
+    assert order_side.publisher.published == [], "nothing was behind: nothing asked"
+
+
+async def test_stock_changes_too_far_ahead_ask_once_per_product(order_side: OrderSide) -> None:
+    await order_side.cache.put(a_product(CHAIR, quantity_available=12))
+
+    await order_side.reactions.stocks_changed(
+        [(AvailabilityChanged(CHAIR, True, 9, 4), LATER), (AvailabilityChanged(CHAIR, True, 8, 5), LATER)]
+    )
+
+    [asked] = order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED)
+    assert isinstance(asked.data, ProductDetailsRequested)
+    assert asked.data.product_id == CHAIR
 
 
 async def test_a_price_change_after_its_own_snapshot_still_revalidates(order_side: OrderSide) -> None:

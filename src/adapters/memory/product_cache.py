@@ -8,7 +8,7 @@ from decimal import Decimal
 import attrs
 
 from adapters.memory.faults import Outage
-from application.ports import Clock
+from application.ports import Clock, StockChange
 from domain.errors import CacheUnavailable
 from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
@@ -62,6 +62,25 @@ class InMemoryProductCache:
             elif cached.version > change.version:
                 newer[change.product_id] = cached.current_price
         return newer
+
+    async def patch_stock(self, changes: Sequence[StockChange]) -> set[str]:
+        self.outage.check()
+        behind: set[str] = set()
+        for change in changes:
+            cached = self._live(change.product_id)
+            if cached is None:
+                continue
+            if cached.version == change.version - 1:
+                patched = attrs.evolve(
+                    cached,
+                    quantity_available=change.quantity_available,
+                    version=change.version,
+                    updated_at=change.updated_at,
+                )
+                await self.put(patched, partial=True)
+            elif cached.version < change.version - 1:
+                behind.add(change.product_id)
+        return behind
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()

@@ -9,8 +9,9 @@ from decimal import Decimal
 from adapters.redis.client import LuaScript, RedisClient, text, translated
 from adapters.redis.decoded import DecodedSnapshots
 from adapters.redis.keys import Keyspace
-from adapters.wire.converter import dumps
+from adapters.wire.converter import dumps, format_timestamp
 from adapters.wire.http_json import product_to_wire
+from application.ports import StockChange
 from domain.errors import CacheUnavailable
 from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
@@ -118,6 +119,48 @@ escaped, so the patterns only meet keys): the untouched fields keep their exact 
 cjson would re-encode every number as a double. Returns, per change, the current price of a
 newer cached version, as stored, or ''."""
 
+_PATCH_STOCK = LuaScript("""
+local index, ttl, now_ms = KEYS[#KEYS], ARGV[1], nil
+local behind = {}
+for i = 1, #KEYS - 1 do
+  local at = 2 + (i - 1) * 4
+  local version, quantity, updated_at, id = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  behind[i] = 0
+  local raw = redis.call('GET', KEYS[i])
+  local readable, stored = false, nil
+  if raw then readable, stored = pcall(cjson.decode, raw) end
+  if readable and type(stored) == 'table' and tonumber(stored['version']) then
+    local stored_version = tonumber(stored['version'])
+    if stored_version == version - 1 and string.sub(raw, -1) == '}' then
+      local json, a, b, c = raw, 0, 0, 0
+      json, a = string.gsub(json, '"quantityAvailable":%d+', '"quantityAvailable":' .. quantity)
+      json, b = string.gsub(json, '"updatedAt":"[^"]*"', '"updatedAt":"' .. updated_at .. '"')
+      json, c = string.gsub(json, '"version":%d+', '"version":' .. version)
+      if a == 1 and b == 1 and c == 1 then
+        if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
+        redis.call('SET', KEYS[i], json, 'PX', ttl)
+        if stored['status'] == 'ACTIVE' then
+          if not now_ms then
+            local now = redis.call('TIME')
+            now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+          end
+          redis.call('ZADD', index, now_ms + tonumber(ttl), id)
+        else
+          redis.call('ZREM', index, id)
+        end
+      end
+    elseif stored_version < version - 1 then
+      behind[i] = 1
+    end
+  end
+end
+return behind
+""")
+"""KEYS: the products' keys, then the active index. ARGV: TTL ms, then version, stock,
+`updatedAt` (as the wire writes it) and id of each change. `_PATCH_PRICES` for a stock change:
+read and written in one step, the three fields replaced in the stored text. Returns, per change,
+1 when the product is cached more than one version behind it, else 0."""
+
 _ACTIVE_IDS = LuaScript("""
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -190,6 +233,23 @@ class RedisProductCache:
             except ArithmeticError:  # an unreadable entry is a miss, as for get_many
                 log.warning("cached product %s has an unreadable price", change.product_id)
         return found
+
+    async def patch_stock(self, changes: Sequence[StockChange]) -> set[str]:
+        if not changes:
+            return set()
+        keys = [self.keys.cached_product(change.product_id) for change in changes]
+        keys.append(self.keys.active_products)
+        args: list[str | int] = [self.ttl_ms]
+        for change in changes:
+            args += [
+                change.version,
+                change.quantity_available,
+                format_timestamp(change.updated_at),
+                change.product_id,
+            ]
+        with translated(CacheUnavailable, self._unavailable):
+            behind = await self.client.run(_PATCH_STOCK, keys, args)
+        return {change.product_id for change, flag in zip(changes, behind, strict=True) if flag}
 
     def _put_call(self, product: Product, partial: bool) -> tuple[list[str], list[str | int]]:
         wire = product_to_wire(product)
