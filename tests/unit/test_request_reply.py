@@ -182,3 +182,12 @@ async def test_a_reply_before_its_requests_ack_answers_without_waiting_for_the_a
     assert refreshed.source == "event"
     held.ack.set()  # late, and a failure: the caller has its answer; the failure is logged
     await eventually(lambda: "publish failed once nobody waited" in caplog.text)
+
+
+async def test_elapsed_ms_keeps_hundredths_of_a_millisecond(order_side: OrderSide) -> None:
+    call = asyncio.create_task(order_side.refresh_product(CHAIR))
+    request = await published_request(order_side)
+    order_side.clock.advance(0.000_437)
+    assert order_side.pending.complete(request.request_id, [a_product(CHAIR)])
+    refreshed = await call
+    assert refreshed.elapsed_ms == 0.44
