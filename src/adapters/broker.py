@@ -85,6 +85,12 @@ class Broker(Protocol):
         before the stream stores it; without, they do not hear the message at all."""
         ...
 
+    async def announce(self, subject: str, data: bytes) -> bool:
+        """The fast path's copy alone: handed to the listeners of `subject` at once, at most
+        once, stored nowhere. False when it could not go out (never raises): a `publish`
+        without `fast` stores the message afterwards."""
+        ...
+
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> Subscription: ...
 
     async def subscribe_batches(self, spec: ConsumerSpec, handler: BatchHandler) -> Subscription:

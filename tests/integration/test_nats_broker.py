@@ -401,6 +401,17 @@ async def test_a_listener_hears_the_fast_copy_and_the_consumer_gets_the_stored_m
     assert await stored_count(brokers.url, PRODUCT_EVENTS) == 1, "the copies are stored by no stream"
 
 
+async def test_an_announced_message_is_heard_and_stored_nowhere(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    heard = Recorder()
+    await broker.listen(["product.details_requested"], None, heard)
+
+    assert await broker.announce("product.details_requested", b"copy")
+
+    await eventually(lambda: heard.payloads == [b"copy"], what="the copy heard")
+    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 0
+
+
 async def test_a_listener_does_not_hear_a_publish_without_its_fast_copy(brokers: Brokers) -> None:
     broker = await brokers.new()
     heard, consumed = Recorder(), Recorder()

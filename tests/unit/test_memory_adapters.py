@@ -269,6 +269,22 @@ async def test_listeners_do_not_hear_a_publish_without_its_fast_copy() -> None:
     await broker.close()
 
 
+async def test_an_announced_copy_is_heard_and_stored_nowhere_and_not_sent_while_down() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    await broker.listen(["product.details_requested"], None, listen)
+    assert await broker.announce("product.details_requested", b"copy")
+    broker.outage.down = True
+    assert not await broker.announce("product.details_requested", b"lost")
+    await eventually(lambda: heard == [b"copy"])
+    assert broker.messages == []
+    await broker.close()
+
+
 async def test_a_queue_group_hands_each_message_to_one_listener() -> None:
     broker = InMemoryBroker()
     heard: list[tuple[str, bytes]] = []

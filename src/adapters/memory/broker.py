@@ -246,6 +246,12 @@ class InMemoryBroker:
         for consumer in self._consumers.values():
             consumer.offer(message)
 
+    async def announce(self, subject: str, data: bytes) -> bool:
+        if self.outage.down:
+            return False
+        self._hand_to_listeners(subject, data)
+        return True
+
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
         subscription = _MemorySubscription(self._consumer(spec), handler)
         subscription.start()

@@ -73,8 +73,8 @@ class JetStreamBroker:
 
     async def publish(self, subject: str, data: bytes, msg_id: str, *, fast: bool = False) -> None:
         refuse_unpublishable(subject, data, msg_id, self._connection.max_payload)
-        if fast:
-            await self._publish_fast_copy(subject, data)
+        if fast and await self.announce(subject, data):
+            await asyncio.sleep(0)  # the client's flusher writes the copy alone, in this loop turn
         try:
             ack = await self._publish_once(subject, data, msg_id)
         except nats.js.errors.NoStreamResponseError:
@@ -136,18 +136,14 @@ class JetStreamBroker:
             return False
         return True
 
-    async def _publish_fast_copy(self, subject: str, data: bytes) -> None:
-        """The listeners' copy, on a subject no stream holds, in a socket write of its own.
-
-        nats-server stores a JetStream message before it hands over what it read together
-        with it, so the copy leaves first, alone: the client's flusher writes it in the loop
-        turn this awaits, and the stored message follows in a later write."""
+    async def announce(self, subject: str, data: bytes) -> bool:
+        """The listeners' copy, on a subject no stream holds (`_fast.<subject>`)."""
         try:
             await self._connection.client().publish(fast_subject(subject), data)
         except BUS_FAILURES as error:  # the stored message is the backstop: its publish reports
             log.debug("fast copy of %s not sent: %r", subject, error)
-            return
-        await asyncio.sleep(0)
+            return False
+        return True
 
     async def _publish_once(self, subject: str, data: bytes, msg_id: str) -> PubAck:
         js = self._connection.jetstream()  # fails at once while disconnected: nothing is buffered
