@@ -1,9 +1,9 @@
 """Core NATS subscriptions: the fast path beside the JetStream consumers (Broker.listen).
 
-A message published with `fast` goes out twice: a core copy on `_fast.<subject>`, a subject no
-stream holds, then the JetStream publish. The listeners subscribe to the copies: nats-server
-hands a core message over at once, while a JetStream one reaches even plain subscribers of its
-subject only once the stream has stored it. A listener gets the copies at most once; whatever
+A message published with `fast` (or announced) goes out as a core copy on `_fast.<subject>`, a
+subject no stream holds, besides the JetStream publish. The listeners subscribe to the copies:
+a JetStream publish reached plain subscribers of its subject only together with its PubAck
+(traced), i.e. once the stream had stored it. A listener gets the copies at most once; whatever
 it misses (it was down, busy, or failed) the durable consumers deliver.
 """
 
