@@ -78,8 +78,17 @@ class Broker(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
-        """Store the message once per `msg_id`; raise EventBusUnavailable when it cannot."""
+    async def publish(self, subject: str, data: bytes, msg_id: str, *, fast: bool = False) -> None:
+        """Store the message once per `msg_id`; raise EventBusUnavailable when it cannot.
+
+        With `fast`, the listeners of `subject` (`listen`) get a copy first, at most once and
+        before the stream stores it; without, they do not hear the message at all."""
+        ...
+
+    async def announce(self, subject: str, data: bytes) -> bool:
+        """The fast path's copy alone: handed to the listeners of `subject` at once, at most
+        once, stored nowhere. False when it could not go out (never raises): a `publish`
+        without `fast` stores the message afterwards."""
         ...
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> Subscription: ...
@@ -89,10 +98,11 @@ class Broker(Protocol):
         ...
 
     async def listen(self, subjects: Sequence[str], queue: str | None, handler: Handler) -> Subscription:
-        """The fast path: what is published on `subjects` from now on, handed over as it is
-        published (before any stream stores it), at most once, to one listener per `queue`
-        (each listener when None). Nothing is redelivered: settling a delivery does nothing,
-        and a durable consumer of the same subjects must stay as the backstop."""
+        """The fast path: the copies of what is published with `fast` on `subjects` from now
+        on, handed over as they are published (before any stream stores the message), at most
+        once, to one listener per `queue` (each listener when None). Nothing is redelivered:
+        settling a delivery does nothing, and a durable consumer of the same subjects must stay
+        as the backstop (it alone gets what is published without `fast`)."""
         ...
 
     async def ping(self) -> bool: ...

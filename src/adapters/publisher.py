@@ -17,12 +17,24 @@ from domain.events import Envelope
 class BrokerEventPublisher:
     broker: Broker
     metrics: ServiceMetrics
+    fast_types: frozenset[str] = frozenset()
+    """Event types published with a copy for the fast path's listeners (Broker.publish `fast`)."""
     _counters: dict[tuple[str, str], Any] = attrs.field(factory=dict, init=False, repr=False)
     """events_published_total children by (type, outcome): `labels()` costs more than `inc()`."""
 
-    async def publish(self, envelope: Envelope, subject: str | None = None) -> None:
+    async def announce(self, envelope: Envelope, subject: str | None = None) -> bool:
+        return await self.broker.announce(subject or envelope.type, encode(envelope))
+
+    async def publish(
+        self, envelope: Envelope, subject: str | None = None, *, announced: bool = False
+    ) -> None:
         try:
-            await self.broker.publish(subject or envelope.type, encode(envelope), envelope.id)
+            await self.broker.publish(
+                subject or envelope.type,
+                encode(envelope),
+                envelope.id,
+                fast=not announced and envelope.type in self.fast_types,
+            )
         except EventBusUnavailable:
             self._count(envelope.type, "error")
             raise

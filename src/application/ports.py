@@ -189,7 +189,16 @@ class Outbox(Protocol):
 class EventPublisher(Protocol):
     """Publishes an envelope on a subject (the event type by default) and awaits the broker's ack."""
 
-    async def publish(self, envelope: Envelope, subject: str | None = None) -> None: ...
+    async def publish(
+        self, envelope: Envelope, subject: str | None = None, *, announced: bool = False
+    ) -> None:
+        """`announced`: its copy for the fast path went out already (`announce`): no second one."""
+        ...
+
+    async def announce(self, envelope: Envelope, subject: str | None = None) -> bool:
+        """Only the copy for the fast path's listeners, at once, stored nowhere; False when it
+        could not go out (never raises). The stored publish is still owed."""
+        ...
 
 
 class ProcessedEvents(Protocol):

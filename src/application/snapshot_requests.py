@@ -6,7 +6,7 @@ import attrs
 
 from application.envelopes import EnvelopeFactory
 from application.ports import EventPublisher, IdGenerator
-from domain.events import ProductDetailsRequested
+from domain.events import Envelope, ProductDetailsRequested
 
 
 @attrs.frozen
@@ -25,10 +25,17 @@ class AskForSnapshot:
 
     async def __call__(self, product_id: str, request_id: str | None = None) -> None:
         """`request_id`: one the caller waits for (request-reply); a fresh one otherwise."""
-        request_id = request_id or self.ids.new_id()
-        await self.publisher.publish(
-            self.envelopes.wrap(
-                ProductDetailsRequested(product_id, request_id, self.reply_subject),
-                correlation_id=request_id,
-            )
+        await self.publisher.publish(self.request(product_id, request_id or self.ids.new_id()))
+
+    def request(self, product_id: str, request_id: str) -> Envelope:
+        return self.envelopes.wrap(
+            ProductDetailsRequested(product_id, request_id, self.reply_subject),
+            correlation_id=request_id,
         )
+
+    async def announce(self, request: Envelope) -> bool:
+        """The request to the fast path only, at once; `store` owes the stored publish."""
+        return await self.publisher.announce(request)
+
+    async def store(self, request: Envelope, *, announced: bool) -> None:
+        await self.publisher.publish(request, announced=announced)

@@ -44,6 +44,7 @@ from application.request_reply import PendingReplies, RefreshProductNow
 from application.snapshot_requests import AskForSnapshot
 from domain.events import PRODUCT_BATCH_DETAILS_PROVIDED, PRODUCT_DETAILS_PROVIDED
 from domain.pricing import PricingThresholds
+from entrypoints.event_routing import FAST_PATH_TYPES
 from entrypoints.settings import Settings
 
 PROCESSED_TTL_S = 7 * 24 * 3600
@@ -135,7 +136,9 @@ class OrderService(containers.DeclarativeContainer):
     settings = core.settings
 
     envelopes = providers.Singleton(EnvelopeFactory, source="order-service", clock=core.clock, ids=core.ids)
-    publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
+    publisher = providers.Singleton(
+        BrokerEventPublisher, broker=core.broker, metrics=core.metrics, fast_types=FAST_PATH_TYPES
+    )
 
     storage = providers.Container(Storage, settings=settings, clock=core.clock, keys=Keyspace(ORDER_SERVICE))
     redis_client = storage.redis_client
@@ -253,7 +256,9 @@ class ProductService(containers.DeclarativeContainer):
     settings = core.settings
 
     envelopes = providers.Singleton(EnvelopeFactory, source="product-service", clock=core.clock, ids=core.ids)
-    publisher = providers.Singleton(BrokerEventPublisher, broker=core.broker, metrics=core.metrics)
+    publisher = providers.Singleton(
+        BrokerEventPublisher, broker=core.broker, metrics=core.metrics, fast_types=FAST_PATH_TYPES
+    )
     storage = providers.Container(
         Storage, settings=settings, clock=core.clock, keys=Keyspace(PRODUCT_SERVICE)
     )

@@ -50,6 +50,18 @@ ORDER_SERVICE_PRODUCT_EVENTS = (
 )
 
 
+FAST_PATH_TYPES = frozenset(
+    {
+        PRODUCT_DETAILS_REQUESTED,
+        PRODUCT_BATCH_DETAILS_REQUESTED,
+        PRODUCT_DETAILS_PROVIDED,
+        PRODUCT_BATCH_DETAILS_PROVIDED,
+    }
+)
+"""What both services publish with a copy for the other's fast path (the subjects of
+`order_service_fast_path` and `product_service_fast_path`)."""
+
+
 def data_of(envelope: Envelope, cls: type[D]) -> D:
     if not isinstance(envelope.data, cls):
         raise UndecodableEvent(f"{envelope.type} does not carry {cls.__name__}")

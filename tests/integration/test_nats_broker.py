@@ -384,18 +384,46 @@ async def test_a_message_within_max_payload_but_over_it_with_its_headers_is_refu
     await subscription.stop()
 
 
-async def test_a_listener_hears_a_jetstream_publish_and_the_consumer_gets_it_too(brokers: Brokers) -> None:
+async def test_a_listener_hears_the_fast_copy_and_the_consumer_gets_the_stored_message(
+    brokers: Brokers,
+) -> None:
     broker = await brokers.new()
     heard, consumed = Recorder(), Recorder()
     await broker.listen(["product.details_requested"], "answerers", heard)
     await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.details_requested",)), consumed)
 
-    await broker.publish("product.details_requested", b'{"n": 1}', "request-1")
-    await broker.publish("product.details_requested", b'{"n": 1}', "request-1")  # stored once
+    await broker.publish("product.details_requested", b'{"n": 1}', "request-1", fast=True)
+    await broker.publish("product.details_requested", b'{"n": 1}', "request-1", fast=True)  # stored once
 
     await eventually(lambda: len(heard.seen) == 2 and len(consumed.seen) == 1, what="heard and consumed")
     assert heard.payloads == [b'{"n": 1}', b'{"n": 1}']
-    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 1
+    assert [subject for subject, *_ in heard.seen] == ["product.details_requested"] * 2
+    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 1, "the copies are stored by no stream"
+
+
+async def test_an_announced_message_is_heard_and_stored_nowhere(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    heard = Recorder()
+    await broker.listen(["product.details_requested"], None, heard)
+
+    assert await broker.announce("product.details_requested", b"copy")
+
+    await eventually(lambda: heard.payloads == [b"copy"], what="the copy heard")
+    assert await stored_count(brokers.url, PRODUCT_EVENTS) == 0
+
+
+async def test_a_listener_does_not_hear_a_publish_without_its_fast_copy(brokers: Brokers) -> None:
+    broker = await brokers.new()
+    heard, consumed = Recorder(), Recorder()
+    await broker.listen(["product.details_requested"], None, heard)
+    await broker.subscribe(ConsumerSpec(name="svc", subjects=("product.details_requested",)), consumed)
+
+    await broker.publish("product.details_requested", b"stored only", "request-1")
+    await broker.publish("product.details_requested", b"fast", "request-2", fast=True)
+
+    await eventually(lambda: len(consumed.seen) == 2, what="both consumed")
+    await asyncio.sleep(0.1)  # room for a wrong delivery to the listener to show up
+    assert heard.payloads == [b"fast"]
 
 
 async def test_a_queue_group_of_listeners_hears_each_message_once(brokers: Brokers) -> None:
@@ -405,7 +433,7 @@ async def test_a_queue_group_of_listeners_hears_each_message_once(brokers: Broke
     await second.listen(["product.details_requested"], "answerers", heard_second)
 
     for n in range(20):
-        await first.publish("product.details_requested", f'{{"n": {n}}}'.encode(), f"request-{n}")
+        await first.publish("product.details_requested", f'{{"n": {n}}}'.encode(), f"request-{n}", fast=True)
 
     await eventually(lambda: len(heard_first.seen) + len(heard_second.seen) == 20, what="20 heard")
     await asyncio.sleep(0.1)
@@ -417,7 +445,7 @@ async def test_a_stopped_listener_hears_nothing_more(brokers: Brokers) -> None:
     heard = Recorder()
     listener = await broker.listen(["order.created"], None, heard)
     await listener.stop()
-    await broker.publish("order.created", b"{}", "order-1")
+    await broker.publish("order.created", b"{}", "order-1", fast=True)
     await asyncio.sleep(0.2)
     assert heard.seen == []
 

@@ -35,14 +35,14 @@ async def brokers(nats_clean: NatsServer) -> AsyncIterator[Brokers]:
 
 
 async def publish_until_stored(
-    broker: JetStreamBroker, subject: str, msg_id: str, within: float = 10.0
+    broker: JetStreamBroker, subject: str, msg_id: str, within: float = 10.0, *, fast: bool = False
 ) -> int:
     """What the outbox relay does: retry with the same msg id until the bus takes it; the tries."""
     began, tries = time.monotonic(), 0
     while True:
         tries += 1
         try:
-            await broker.publish(subject, msg_id.encode(), msg_id)
+            await broker.publish(subject, msg_id.encode(), msg_id, fast=fast)
         except EventBusUnavailable:
             if time.monotonic() - began > within:
                 raise
@@ -195,7 +195,7 @@ async def test_a_listener_hears_again_after_a_restart_and_after_its_client_was_r
     nats_clean.stop()
     nats_clean.start()
     await eventually(lambda: broker.connection.is_connected, within=10, what="reconnected")
-    await publish_until_stored(broker, "product.details_requested", "r-1")
+    await publish_until_stored(broker, "product.details_requested", "r-1", fast=True)
     await eventually(lambda: b"r-1" in heard.payloads, within=5, what="heard after the restart")
 
     first = broker.connection.incarnation
@@ -206,7 +206,7 @@ async def test_a_listener_hears_again_after_a_restart_and_after_its_client_was_r
     await eventually(lambda: broker.connection.is_connected, within=10, what="the new client connected")
 
     async def heard_after_replacement() -> bool:
-        await publish_until_stored(broker, "product.details_requested", f"r-{time.monotonic()}")
+        await publish_until_stored(broker, "product.details_requested", f"r-{time.monotonic()}", fast=True)
         await asyncio.sleep(0.1)
         return any(payload.startswith(b"r-") and payload != b"r-1" for payload in heard.payloads)
 

@@ -89,7 +89,13 @@ class RecordingPublisher:
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def publish(self, envelope: Envelope, subject: str | None = None) -> None:
+    async def announce(self, envelope: Envelope, subject: str | None = None) -> bool:
+        """Nobody listens here: the request is stored at once, as when the copy could not go out."""
+        return False
+
+    async def publish(
+        self, envelope: Envelope, subject: str | None = None, *, announced: bool = False
+    ) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:

@@ -66,7 +66,7 @@ async def test_a_client_gone_again_while_subscribing_is_retried_at_the_next_chec
     )
     await listener.start()
     try:
-        await eventually(lambda: connection.current.subjects == ["product.details_requested"], within=2)
+        await eventually(lambda: connection.current.subjects == ["_fast.product.details_requested"], within=2)
         assert listener._watcher is not None
         assert not listener._watcher.done(), "the watcher lives on"
     finally:

@@ -27,6 +27,7 @@ from domain.events import (
 )
 from entrypoints.consumers import EventConsumer, EventHandler, subscribe_consumers
 from entrypoints.event_routing import (
+    FAST_PATH_TYPES,
     order_service_consumers,
     order_service_fast_path,
     order_service_handlers,
@@ -107,11 +108,11 @@ async def services(order_side: OrderSide, product_side: ProductSide) -> AsyncIte
     product_metrics = ServiceMetrics()
     answer = AnswerDetailsRequests(
         catalog=product_side.catalog,
-        publisher=BrokerEventPublisher(broker=broker, metrics=product_metrics),
+        publisher=BrokerEventPublisher(broker=broker, metrics=product_metrics, fast_types=FAST_PATH_TYPES),
         envelopes=product_side.envelopes,
     )
     ask = AskForSnapshot(
-        publisher=BrokerEventPublisher(broker=broker, metrics=order_side.metrics),
+        publisher=BrokerEventPublisher(broker=broker, metrics=order_side.metrics, fast_types=FAST_PATH_TYPES),
         envelopes=order_side.envelopes,
         ids=order_side.ids,
         reply_subject=f"{PRODUCT_DETAILS_PROVIDED}.{INSTANCE}",

@@ -238,7 +238,7 @@ async def test_two_durable_specs_of_one_name_are_two_consumers() -> None:
     await broker.close()
 
 
-async def test_listeners_hear_every_publish_at_once_duplicates_included() -> None:
+async def test_listeners_hear_every_fast_publish_at_once_duplicates_included() -> None:
     broker = InMemoryBroker()
     heard: list[bytes] = []
 
@@ -246,11 +246,42 @@ async def test_listeners_hear_every_publish_at_once_duplicates_included() -> Non
         heard.append(delivery.data)
 
     await broker.listen(["product.details_provided.*"], None, listen)
-    await broker.publish("product.details_provided.i-1", b"one", "m-1")
-    await broker.publish("product.details_provided.i-1", b"one", "m-1")  # stored once, heard twice
-    await broker.publish("product.details_requested", b"other", "m-2")
+    await broker.publish("product.details_provided.i-1", b"one", "m-1", fast=True)
+    await broker.publish("product.details_provided.i-1", b"one", "m-1", fast=True)  # stored once, heard twice
+    await broker.publish("product.details_requested", b"other", "m-2", fast=True)
     await eventually(lambda: heard == [b"one", b"one"])
     assert len(broker.on_subject("product.details_provided.i-1")) == 1
+    await broker.close()
+
+
+async def test_listeners_do_not_hear_a_publish_without_its_fast_copy() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    await broker.listen(["product.details_requested"], None, listen)
+    await broker.publish("product.details_requested", b"stored only", "m-1")
+    await broker.publish("product.details_requested", b"fast", "m-2", fast=True)
+    await eventually(lambda: heard == [b"fast"])
+    assert len(broker.on_subject("product.details_requested")) == 2
+    await broker.close()
+
+
+async def test_an_announced_copy_is_heard_and_stored_nowhere_and_not_sent_while_down() -> None:
+    broker = InMemoryBroker()
+    heard: list[bytes] = []
+
+    async def listen(delivery: Delivery) -> None:
+        heard.append(delivery.data)
+
+    await broker.listen(["product.details_requested"], None, listen)
+    assert await broker.announce("product.details_requested", b"copy")
+    broker.outage.down = True
+    assert not await broker.announce("product.details_requested", b"lost")
+    await eventually(lambda: heard == [b"copy"])
+    assert broker.messages == []
     await broker.close()
 
 
@@ -268,7 +299,7 @@ async def test_a_queue_group_hands_each_message_to_one_listener() -> None:
     for name in ("a", "b"):
         await broker.listen(["product.details_requested"], "group", listener(name))  # type: ignore[arg-type]
     for n in range(4):
-        await broker.publish("product.details_requested", f"m{n}".encode(), f"m-{n}")
+        await broker.publish("product.details_requested", f"m{n}".encode(), f"m-{n}", fast=True)
     await eventually(lambda: len(heard) == 4)
     await asyncio.sleep(0.02)
     assert sorted(data for _, data in heard) == [b"m0", b"m1", b"m2", b"m3"]
@@ -285,7 +316,7 @@ async def test_a_stopped_listener_hears_nothing_more() -> None:
 
     listener = await broker.listen(["order.created"], None, listen)
     await listener.stop()
-    await broker.publish("order.created", b"late", "m-1")
+    await broker.publish("order.created", b"late", "m-1", fast=True)
     await asyncio.sleep(0.02)
     assert heard == []
     await broker.close()

@@ -8,7 +8,7 @@ import time
 import attrs
 import pytest
 
-from application.request_reply import PendingReplies, RefreshedProduct
+from application.request_reply import PendingReplies, RefreshedProduct, RefreshProductNow
 from domain.errors import EventBusUnavailable, ProductNotFound, ProductServiceUnavailable
 from domain.events import PRODUCT_DETAILS_REQUESTED, Envelope, ProductDetailsRequested
 from domain.products import Product
@@ -160,7 +160,12 @@ class AckHeldBack:
     ack: asyncio.Event = attrs.field(factory=asyncio.Event)
     fails: bool = False
 
-    async def publish(self, envelope: Envelope, subject: str | None = None) -> None:
+    async def announce(self, envelope: Envelope, subject: str | None = None) -> bool:
+        return False
+
+    async def publish(
+        self, envelope: Envelope, subject: str | None = None, *, announced: bool = False
+    ) -> None:
         await self.inner.publish(envelope, subject)
         await self.ack.wait()
         if self.fails:
@@ -182,3 +187,61 @@ async def test_a_reply_before_its_requests_ack_answers_without_waiting_for_the_a
     assert refreshed.source == "event"
     held.ack.set()  # late, and a failure: the caller has its answer; the failure is logged
     await eventually(lambda: "publish failed once nobody waited" in caplog.text)
+
+
+async def test_elapsed_ms_keeps_hundredths_of_a_millisecond(order_side: OrderSide) -> None:
+    call = asyncio.create_task(order_side.refresh_product(CHAIR))
+    request = await published_request(order_side)
+    order_side.clock.advance(0.000_437)
+    assert order_side.pending.complete(request.request_id, [a_product(CHAIR)])
+    refreshed = await call
+    assert refreshed.elapsed_ms == 0.44
+
+
+@attrs.define
+class Announcing:
+    """An EventPublisher whose copies reach the fast path; the stored publishes go to `inner`."""
+
+    inner: RecordingPublisher
+    announced: list[Envelope] = attrs.field(factory=list)
+
+    async def announce(self, envelope: Envelope, subject: str | None = None) -> bool:
+        self.announced.append(envelope)
+        return True
+
+    async def publish(
+        self, envelope: Envelope, subject: str | None = None, *, announced: bool = False
+    ) -> None:
+        assert announced, "an announced request gets no second copy"
+        await self.inner.publish(envelope, subject)
+
+
+def announcing(side: OrderSide, store_after_s: float) -> tuple[Announcing, RefreshProductNow]:
+    publisher = Announcing(side.publisher)
+    ask = attrs.evolve(side.refresh_product.ask, publisher=publisher)
+    return publisher, attrs.evolve(side.refresh_product, ask=ask, timeout_s=30.0, store_after_s=store_after_s)
+
+
+async def test_an_announced_request_is_stored_once_its_reply_came(order_side: OrderSide) -> None:
+    publisher, refresh = announcing(order_side, store_after_s=30.0)
+    call = asyncio.create_task(refresh(CHAIR))
+    await eventually(lambda: len(publisher.announced) == 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert order_side.publisher.published == [], "not stored while its reply is on the way"
+    [request] = publisher.announced
+    assert isinstance(request.data, ProductDetailsRequested)
+    assert order_side.pending.complete(request.data.request_id, [a_product(CHAIR)])
+    assert (await call).source == "event"
+    await eventually(lambda: order_side.publisher.envelopes == [request])
+
+
+async def test_an_announced_request_without_a_reply_is_stored_all_the_same(order_side: OrderSide) -> None:
+    publisher, refresh = announcing(order_side, store_after_s=0.01)
+    call = asyncio.create_task(refresh(CHAIR))
+    await eventually(lambda: len(order_side.publisher.published) == 1)
+    [request] = publisher.announced
+    assert order_side.publisher.envelopes == [request]
+    assert isinstance(request.data, ProductDetailsRequested)
+    assert order_side.pending.complete(request.data.request_id, [a_product(CHAIR)])
+    assert (await call).source == "event"

@@ -233,10 +233,11 @@ class InMemoryBroker:
             for timer in consumer.timers:
                 timer.cancel()
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
+    async def publish(self, subject: str, data: bytes, msg_id: str, *, fast: bool = False) -> None:
         self.outage.check()
         refuse_unpublishable(subject, data, msg_id, self.max_payload)
-        self._hand_to_listeners(subject, data)
+        if fast:
+            self._hand_to_listeners(subject, data)
         if msg_id in self._msg_ids:
             return
         self._msg_ids.add(msg_id)
@@ -244,6 +245,12 @@ class InMemoryBroker:
         self.messages.append(message)
         for consumer in self._consumers.values():
             consumer.offer(message)
+
+    async def announce(self, subject: str, data: bytes) -> bool:
+        if self.outage.down:
+            return False
+        self._hand_to_listeners(subject, data)
+        return True
 
     async def subscribe(self, spec: ConsumerSpec, handler: Handler) -> _MemorySubscription:
         subscription = _MemorySubscription(self._consumer(spec), handler)

@@ -29,7 +29,7 @@ from adapters.nats.consuming import (
     SubjectConsumer,
     one_at_a_time,
 )
-from adapters.nats.listening import CoreListener
+from adapters.nats.listening import CoreListener, fast_subject
 from domain.errors import EventBusUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,10 @@ class JetStreamBroker:
         )
         await self._connection.close()
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> None:
+    async def publish(self, subject: str, data: bytes, msg_id: str, *, fast: bool = False) -> None:
         refuse_unpublishable(subject, data, msg_id, self._connection.max_payload)
+        if fast and await self.announce(subject, data):
+            await asyncio.sleep(0)  # the client's flusher writes the copy alone, in this loop turn
         try:
             ack = await self._publish_once(subject, data, msg_id)
         except nats.js.errors.NoStreamResponseError:
@@ -131,6 +133,15 @@ class JetStreamBroker:
             manager = self._connection.manager(PING_TIMEOUT_S)
             await asyncio.wait_for(manager.account_info(), PING_TIMEOUT_S + 0.5)
         except BUS_FAILURES:
+            return False
+        return True
+
+    async def announce(self, subject: str, data: bytes) -> bool:
+        """The listeners' copy, on a subject no stream holds (`_fast.<subject>`)."""
+        try:
+            await self._connection.client().publish(fast_subject(subject), data)
+        except BUS_FAILURES as error:  # the stored message is the backstop: its publish reports
+            log.debug("fast copy of %s not sent: %r", subject, error)
             return False
         return True
 

@@ -1,8 +1,10 @@
 """Core NATS subscriptions: the fast path beside the JetStream consumers (Broker.listen).
 
-A JetStream publish is a core publish too: the server hands it to plain subscribers of the
-subject as it routes it, before the stream has stored it. A listener gets those copies at
-most once; whatever it misses (it was down, busy, or failed) the durable consumers deliver.
+A message published with `fast` (or announced) goes out as a core copy on `_fast.<subject>`, a
+subject no stream holds, besides the JetStream publish. The listeners subscribe to the copies:
+a JetStream publish reached plain subscribers of its subject only together with its PubAck
+(traced), i.e. once the stream had stored it. A listener gets the copies at most once; whatever
+it misses (it was down, busy, or failed) the durable consumers deliver.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ subscriptions are gone; nats-py itself renews them across a plain reconnect)."""
 MAX_IN_FLIGHT = 64
 """Beyond this many messages in hand, a listener drops new ones: the durable consumers have them."""
 STOP_GRACE_S = 5.0
+FAST_PREFIX = "_fast."
+"""The fast path's copies travel on `_fast.<subject>`: outside every stream (adapters.broker.STREAMS)."""
+
+
+def fast_subject(subject: str) -> str:
+    return FAST_PREFIX + subject
 
 
 @attrs.define(eq=False)
@@ -70,7 +78,7 @@ class CoreListener:
         try:
             client = self.connection.client()
             self._subscriptions = [
-                await client.subscribe(subject, queue=self.queue or "", cb=self._received)
+                await client.subscribe(fast_subject(subject), queue=self.queue or "", cb=self._received)
                 for subject in self.subjects
             ]
         except BUS_FAILURES as error:  # the client may be gone again already: the next check retries
@@ -89,7 +97,7 @@ class CoreListener:
         if len(self._in_flight) >= self.max_in_flight:
             self.dropped += 1
             return
-        task = asyncio.create_task(self._run(FastDelivery(msg.subject, msg.data)))
+        task = asyncio.create_task(self._run(FastDelivery(msg.subject.removeprefix(FAST_PREFIX), msg.data)))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
