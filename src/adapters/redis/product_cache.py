@@ -74,88 +74,101 @@ return stored
 """`_PUT` of several products in one call, the server's clock read once. KEYS: the products' keys,
 then the active index. ARGV: TTL ms, partial (1/0), then version, JSON, active, id of each."""
 
-_PATCH_PRICES = LuaScript("""
+_PATCH_ONE = """
+local function read_versioned(key)
+  local raw = redis.call('GET', key)
+  if not raw then return nil, nil end
+  local readable, stored = pcall(cjson.decode, raw)
+  if readable and type(stored) == 'table' and tonumber(stored['version']) then return raw, stored end
+  return nil, nil
+end
+
+local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms)
+  if string.sub(raw, -1) ~= '}' then return now_ms end
+  local json, count = raw, 0
+  for r = 1, #replacements, 2 do
+    json, count = string.gsub(json, replacements[r], replacements[r + 1])
+    if count ~= 1 then return now_ms end
+  end
+  if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
+  redis.call('SET', key, json, 'PX', ttl)
+  if stored['status'] == 'ACTIVE' then
+    if not now_ms then
+      local now = redis.call('TIME')
+      now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    end
+    redis.call('ZADD', index, now_ms + tonumber(ttl), id)
+  else
+    redis.call('ZREM', index, id)
+  end
+  return now_ms
+end
+"""
+"""What both patch scripts share. `read_versioned`: the stored text and its decoded table, or
+nothing when absent or unreadable. `patch_text`: each (pattern, replacement) pair of
+`replacements` must match the stored text exactly once, else the entry is left alone; the result
+is stored as a partial entry (it yields to the whole snapshot of its version) and the active index
+follows its status. The fields are replaced in the stored text, which we wrote (compact JSON,
+flat, one key each; a `"` inside a string is escaped, so the patterns only meet keys): the
+untouched fields keep their exact text, where cjson would re-encode every number as a double."""
+
+_PATCH_PRICES = LuaScript(
+    _PATCH_ONE
+    + """
 local index, ttl, now_ms = KEYS[#KEYS], ARGV[1], nil
 local newer = {}
 for i = 1, #KEYS - 1 do
   local at = 2 + (i - 1) * 4
   local version, current_price, base_price, id = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   newer[i] = ''
-  local raw = redis.call('GET', KEYS[i])
-  local readable, stored = false, nil
-  if raw then readable, stored = pcall(cjson.decode, raw) end
-  if readable and type(stored) == 'table' and tonumber(stored['version']) then
+  local raw, stored = read_versioned(KEYS[i])
+  if raw then
     local stored_version = tonumber(stored['version'])
-    if stored_version == version - 1 and string.sub(raw, -1) == '}' then
-      local json, a, b, c = raw, 0, 0, 0
-      json, a = string.gsub(json, '"currentPrice":[-+.%deE]+', '"currentPrice":' .. current_price)
-      json, b = string.gsub(json, '"basePrice":[-+.%deE]+', '"basePrice":' .. base_price)
-      json, c = string.gsub(json, '"version":%d+', '"version":' .. version)
-      if a == 1 and b == 1 and c == 1 then
-        if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
-        redis.call('SET', KEYS[i], json, 'PX', ttl)
-        if stored['status'] == 'ACTIVE' then
-          if not now_ms then
-            local now = redis.call('TIME')
-            now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-          end
-          redis.call('ZADD', index, now_ms + tonumber(ttl), id)
-        else
-          redis.call('ZREM', index, id)
-        end
-      end
+    if stored_version == version - 1 then
+      now_ms = patch_text(KEYS[i], index, ttl, id, raw, stored, {
+        '"currentPrice":[-+.%deE]+', '"currentPrice":' .. current_price,
+        '"basePrice":[-+.%deE]+', '"basePrice":' .. base_price,
+        '"version":%d+', '"version":' .. version,
+      }, now_ms)
     elseif stored_version > version then
       newer[i] = string.match(raw, '"currentPrice":([-+.%deE]+)') or ''
     end
   end
 end
 return newer
-""")
+"""
+)
 """KEYS: the products' keys, then the active index. ARGV: TTL ms, then version, current price,
 base price and id of each change. A price change over the version just before it, read and
-written in one step: no snapshot crosses the wire either way. The three fields are replaced in
-the stored text, which we wrote (compact JSON, flat, one key each; a `"` inside a string is
-escaped, so the patterns only meet keys): the untouched fields keep their exact text, where
-cjson would re-encode every number as a double. Returns, per change, the current price of a
-newer cached version, as stored, or ''."""
+written in one step (`_PATCH_ONE`): no snapshot crosses the wire either way. Returns, per change,
+the current price of a newer cached version, as stored, or ''."""
 
-_PATCH_STOCK = LuaScript("""
+_PATCH_STOCK = LuaScript(
+    _PATCH_ONE
+    + """
 local index, ttl, now_ms = KEYS[#KEYS], ARGV[1], nil
 local behind = {}
 for i = 1, #KEYS - 1 do
   local at = 2 + (i - 1) * 4
   local version, quantity, updated_at, id = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   behind[i] = 0
-  local raw = redis.call('GET', KEYS[i])
-  local readable, stored = false, nil
-  if raw then readable, stored = pcall(cjson.decode, raw) end
-  if readable and type(stored) == 'table' and tonumber(stored['version']) then
+  local raw, stored = read_versioned(KEYS[i])
+  if raw then
     local stored_version = tonumber(stored['version'])
-    if stored_version == version - 1 and string.sub(raw, -1) == '}' then
-      local json, a, b, c = raw, 0, 0, 0
-      json, a = string.gsub(json, '"quantityAvailable":%d+', '"quantityAvailable":' .. quantity)
-      json, b = string.gsub(json, '"updatedAt":"[^"]*"', '"updatedAt":"' .. updated_at .. '"')
-      json, c = string.gsub(json, '"version":%d+', '"version":' .. version)
-      if a == 1 and b == 1 and c == 1 then
-        if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
-        redis.call('SET', KEYS[i], json, 'PX', ttl)
-        if stored['status'] == 'ACTIVE' then
-          if not now_ms then
-            local now = redis.call('TIME')
-            now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-          end
-          redis.call('ZADD', index, now_ms + tonumber(ttl), id)
-        else
-          redis.call('ZREM', index, id)
-        end
-      end
+    if stored_version == version - 1 then
+      now_ms = patch_text(KEYS[i], index, ttl, id, raw, stored, {
+        '"quantityAvailable":%d+', '"quantityAvailable":' .. quantity,
+        '"updatedAt":"[^"]*"', '"updatedAt":"' .. updated_at .. '"',
+        '"version":%d+', '"version":' .. version,
+      }, now_ms)
     elseif stored_version < version - 1 then
       behind[i] = 1
     end
   end
 end
 return behind
-""")
+"""
+)
 """KEYS: the products' keys, then the active index. ARGV: TTL ms, then version, stock,
 `updatedAt` (as the wire writes it) and id of each change. `_PATCH_PRICES` for a stock change:
 read and written in one step, the three fields replaced in the stored text. Returns, per change,
