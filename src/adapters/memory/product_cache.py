@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -48,18 +49,13 @@ class InMemoryProductCache:
         self.outage.check()
         newer: dict[str, Decimal] = {}
         for change in changes:
-            cached = self._live(change.product_id)
-            if cached is None:
-                continue
-            if cached.version == change.version - 1:
-                patched = attrs.evolve(
-                    cached,
-                    current_price=change.new_price,
-                    base_price=change.base_price,
-                    version=change.version,
-                )
-                await self.put(patched, partial=True)
-            elif cached.version > change.version:
+            cached = await self._patch_over_previous(
+                change.product_id,
+                change.version,
+                current_price=change.new_price,
+                base_price=change.base_price,
+            )
+            if cached is not None and cached.version > change.version:
                 newer[change.product_id] = cached.current_price
         return newer
 
@@ -67,20 +63,23 @@ class InMemoryProductCache:
         self.outage.check()
         behind: set[str] = set()
         for change in changes:
-            cached = self._live(change.product_id)
-            if cached is None:
-                continue
-            if cached.version == change.version - 1:
-                patched = attrs.evolve(
-                    cached,
-                    quantity_available=change.quantity_available,
-                    version=change.version,
-                    updated_at=change.updated_at,
-                )
-                await self.put(patched, partial=True)
-            elif cached.version < change.version - 1:
+            cached = await self._patch_over_previous(
+                change.product_id,
+                change.version,
+                quantity_available=change.quantity_available,
+                updated_at=change.updated_at,
+            )
+            if cached is not None and cached.version < change.version - 1:
                 behind.add(change.product_id)
         return behind
+
+    async def _patch_over_previous(self, product_id: str, version: int, **fields: Any) -> Product | None:
+        """`fields` and `version` stored as a partial snapshot when the cache holds the version
+        just before it; the cached snapshot as it was, either way."""
+        cached = self._live(product_id)
+        if cached is not None and cached.version == version - 1:
+            await self.put(attrs.evolve(cached, version=version, **fields), partial=True)
+        return cached
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()

@@ -18,21 +18,18 @@ from domain.products import Product, ProductStatus
 
 log = logging.getLogger(__name__)
 
-_PUT_ONE = """
-local function put_one(key, index, version, json, ttl, active, id, partial, now_ms)
-  local current = redis.call('GET', key)
-  if current then
-    local readable, stored = pcall(cjson.decode, current)
-    if readable and type(stored) == 'table' and tonumber(stored['version']) then
-      local stored_version = tonumber(stored['version'])
-      local completes = stored_version == version and stored['partial'] == true and partial == '0'
-      if stored_version > version or (stored_version == version and not completes) then
-        return 0, now_ms
-      end
-    end
-  end
+_STORE_ONE = """
+local function read_versioned(key)
+  local raw = redis.call('GET', key)
+  if not raw then return nil, nil end
+  local readable, stored = pcall(cjson.decode, raw)
+  if readable and type(stored) == 'table' and tonumber(stored['version']) then return raw, stored end
+  return nil, nil
+end
+
+local function store_entry(key, index, json, ttl, active, id, now_ms)
   redis.call('SET', key, json, 'PX', ttl)
-  if active == '1' then
+  if active then
     if not now_ms then
       local now = redis.call('TIME')
       now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -41,9 +38,30 @@ local function put_one(key, index, version, json, ttl, active, id, partial, now_
   else
     redis.call('ZREM', index, id)
   end
-  return 1, now_ms
+  return now_ms
 end
 """
+"""What every cache script shares. `read_versioned`: the stored text and its decoded table, or
+nothing when absent or unreadable (an unreadable entry is overwritten rather than blocking every
+newer version until it expires). `store_entry`: the entry with its TTL, and the active index kept
+in step (scored by when the entry expires, the server's clock read once per script)."""
+
+_PUT_ONE = (
+    _STORE_ONE
+    + """
+local function put_one(key, index, version, json, ttl, active, id, partial, now_ms)
+  local _, stored = read_versioned(key)
+  if stored then
+    local stored_version = tonumber(stored['version'])
+    local completes = stored_version == version and stored['partial'] == true and partial == '0'
+    if stored_version > version or (stored_version == version and not completes) then
+      return 0, now_ms
+    end
+  end
+  return 1, store_entry(key, index, json, ttl, active == '1', id, now_ms)
+end
+"""
+)
 
 _PUT = LuaScript(
     _PUT_ONE
@@ -74,15 +92,9 @@ return stored
 """`_PUT` of several products in one call, the server's clock read once. KEYS: the products' keys,
 then the active index. ARGV: TTL ms, partial (1/0), then version, JSON, active, id of each."""
 
-_PATCH_ONE = """
-local function read_versioned(key)
-  local raw = redis.call('GET', key)
-  if not raw then return nil, nil end
-  local readable, stored = pcall(cjson.decode, raw)
-  if readable and type(stored) == 'table' and tonumber(stored['version']) then return raw, stored end
-  return nil, nil
-end
-
+_PATCH_ONE = (
+    _STORE_ONE
+    + """
 local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms)
   if string.sub(raw, -1) ~= '}' then return now_ms end
   local json, count = raw, 0
@@ -91,21 +103,11 @@ local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms
     if count ~= 1 then return now_ms end
   end
   if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
-  redis.call('SET', key, json, 'PX', ttl)
-  if stored['status'] == 'ACTIVE' then
-    if not now_ms then
-      local now = redis.call('TIME')
-      now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    end
-    redis.call('ZADD', index, now_ms + tonumber(ttl), id)
-  else
-    redis.call('ZREM', index, id)
-  end
-  return now_ms
+  return store_entry(key, index, json, ttl, stored['status'] == 'ACTIVE', id, now_ms)
 end
 """
-"""What both patch scripts share. `read_versioned`: the stored text and its decoded table, or
-nothing when absent or unreadable. `patch_text`: each (pattern, replacement) pair of
+)
+"""What both patch scripts share: `patch_text`: each (pattern, replacement) pair of
 `replacements` must match the stored text exactly once, else the entry is left alone; the result
 is stored as a partial entry (it yields to the whole snapshot of its version) and the active index
 follows its status. The fields are replaced in the stored text, which we wrote (compact JSON,
