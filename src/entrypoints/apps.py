@@ -249,6 +249,14 @@ async def product_health(app: web.Application) -> dict[str, Any]:
         "outbox": {"pending": await _safe_count(service.outbox())},
         "consumerLag": _lag_report(await _safe_lag(service.core.broker())),
     }
+    if service.settings().redis_url:
+        tracked = service.tracked_products()
+        checks["productTracking"] = {
+            "live": tracked.live,
+            "kept": len(tracked),
+            "hits": tracked.hits,
+            "reports": tracked.reports,
+        }
     checks.update(await _ready_checks(app))
     degraded = any(c.get("status") == "down" for c in checks.values() if isinstance(c, dict))
     return {
@@ -264,6 +272,8 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
     redis_url = service.settings().redis_url
     broker = service.core.broker()
     await broker.start()
+    if redis_url:
+        await service.tracked_products().start()
     _watch_dependencies(app, service.settings(), broker, service.redis_client)
     handlers = product_service_handlers(service.catalog(), service.answer(), app[OUTBOX_WAKEUP].set)
     processed = ProcessedHere(service.processed())
@@ -288,4 +298,5 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await processed.close()
         await broker.close()
         if redis_url:
+            await service.tracked_products().stop()
             await service.redis_client().close()

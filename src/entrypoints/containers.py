@@ -28,6 +28,7 @@ from adapters.redis.outbox import RedisOutbox
 from adapters.redis.product_cache import RedisProductCache
 from adapters.redis.product_store import RedisProductStore
 from adapters.redis.small_ports import RedisLock, RedisProcessedEvents
+from adapters.redis.tracking import TrackedValues
 from adapters.system import SystemClock, UuidIds
 from application.catalog import AnswerDetailsRequests, Catalog
 from application.create_order import CreateOrderHandler
@@ -267,10 +268,18 @@ class ProductService(containers.DeclarativeContainer):
     outbox = storage.outbox
     processed = storage.processed
     lock = storage.lock
+    # started and stopped by the app lifecycle, with Redis only
+    tracked_products = providers.Singleton(
+        TrackedValues,
+        url=providers.Callable(lambda s: s.redis_url, settings),
+        prefix=providers.Callable(lambda keys: keys.product_prefix, redis_keys),
+    )
     store = providers.Selector(
         storage.backend,
         memory=providers.Singleton(InMemoryProductStore, outbox=outbox),
-        redis=providers.Singleton(RedisProductStore, client=redis_client, keys=redis_keys, outbox=outbox),
+        redis=providers.Singleton(
+            RedisProductStore, client=redis_client, keys=redis_keys, outbox=outbox, tracked=tracked_products
+        ),
     )
     catalog = providers.Singleton(Catalog, store=store, envelopes=envelopes, clock=core.clock, ids=core.ids)
     answer = providers.Singleton(

@@ -68,6 +68,11 @@ class Keyspace:
         return self.key("product", product_id)
 
     @property
+    def product_prefix(self) -> str:
+        """What every `product` key starts with (and no other key)."""
+        return self.product("")
+
+    @property
     def products(self) -> str:
         """SET of every product id in the catalog."""
         return self.key("products")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 from adapters.nats.streams import MAX_AGE_S
 from adapters.redis.client import LuaScript, RedisClient, text, texts, translated
 from adapters.redis.decoded import DecodedSnapshots
 from adapters.redis.keys import Keyspace
 from adapters.redis.outbox import OUTBOX_APPEND, RedisOutbox, outbox_args
+from adapters.redis.tracking import TrackedValues
 from adapters.wire.converter import dumps
 from adapters.wire.http_json import product_to_wire
 from application.ports import CommitResult, ProductChange
@@ -63,10 +65,15 @@ RESERVATION_TTL_S = int(MAX_AGE_S) + 24 * 3600
 
 
 class RedisProductStore:
-    def __init__(self, client: RedisClient, keys: Keyspace, outbox: RedisOutbox) -> None:
+    def __init__(
+        self, client: RedisClient, keys: Keyspace, outbox: RedisOutbox, tracked: TrackedValues | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
         self.outbox = outbox
+        self.tracked = tracked
+        """Products read lately, kept while Redis reports no write to them (a details request or
+        an order's pricing of an unchanged product costs no round trip)."""
         self._unavailable = "The product store is unavailable; try again shortly"
         self._snapshots = DecodedSnapshots()
         """A product read again unchanged (a details request, an order's pricing) is not decoded again."""
@@ -78,18 +85,27 @@ class RedisProductStore:
         ids = list(dict.fromkeys(product_ids))
         if not ids:
             return {}
-        with translated(StoreUnavailable, self._unavailable):
-            values = await self.client.batched.execute("MGET", *(self.keys.product(pid) for pid in ids))
-        return {
-            pid: self._decoded(pid, text(raw))
-            for pid, raw in zip(ids, values, strict=True)
-            if raw is not None
-        }
+        raws: dict[str, str] = {}
+        asked = ids
+        if self.tracked is not None:
+            kept = {pid: raw for pid in ids if (raw := self.tracked.get(self.keys.product(pid))) is not None}
+            raws.update(kept)
+            asked = [pid for pid in ids if pid not in kept]
+        if asked:
+            stamp = self.tracked.stamp() if self.tracked is not None else 0
+            with translated(StoreUnavailable, self._unavailable):
+                values = await self.client.batched.execute("MGET", *(self.keys.product(pid) for pid in asked))
+            for pid, raw in zip(asked, values, strict=True):
+                if raw is not None:
+                    raws[pid] = text(raw)
+                    if self.tracked is not None:
+                        self.tracked.put(self.keys.product(pid), raws[pid], stamp)
+        return {pid: self._decoded(pid, raws[pid]) for pid in ids if pid in raws}
 
     async def create(self, product: Product, outbox: Sequence[Envelope]) -> bool:
         keys = [*self.outbox.keys.outbox, self.keys.product(product.id), self.keys.products]
         args = [dumps(product_to_wire(product)).decode(), product.id, *outbox_args(outbox)]
-        with translated(StoreUnavailable, self._unavailable):
+        with translated(StoreUnavailable, self._unavailable), self._written([product.id]):
             created = bool(await self.client.run(_CREATE, keys, args))
         if created:
             self.outbox.appended(outbox)
@@ -113,7 +129,7 @@ class RedisProductStore:
             args += [change.before.version, dumps(product_to_wire(change.after)).decode(), change.after.id]
         args.append(RESERVATION_TTL_S)
         args += outbox_args(outbox)
-        with translated(StoreUnavailable, self._unavailable):
+        with translated(StoreUnavailable, self._unavailable), self._written([c.after.id for c in changes]):
             outcome = CommitResult(await self.client.run(_COMMIT, keys, args))
         if outcome is CommitResult.COMMITTED:
             self.outbox.appended(outbox)
@@ -122,6 +138,16 @@ class RedisProductStore:
     async def all_ids(self) -> list[str]:
         with translated(StoreUnavailable, self._unavailable):
             return sorted(texts(await self.client.batched.execute("SMEMBERS", self.keys.products)))
+
+    @contextlib.contextmanager
+    def _written(self, product_ids: Sequence[str]) -> Iterator[None]:
+        """Kept values of what a write touches are dropped once it is done, or failed (it may
+        have run): a read after it never waits for Redis's report of it."""
+        try:
+            yield
+        finally:
+            if self.tracked is not None:
+                self.tracked.forget([self.keys.product(pid) for pid in product_ids])
 
     def _decoded(self, product_id: str, raw: str) -> Product:
         try:
