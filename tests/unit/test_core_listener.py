@@ -16,20 +16,30 @@ from domain.errors import EventBusUnavailable
 from .polling import eventually
 
 
+@attrs.define
 class NoSubscription:
+    """Has none of nats-py's internals: the listener falls back to a callback subscription."""
+
+    client: RecordingClient
+    subject: str
+
     async def unsubscribe(self) -> None:
-        return None
+        self.client.subjects.remove(self.subject)
 
 
 @attrs.define
 class RecordingClient:
-    """Stands in for nats-py's client: records subscriptions."""
+    """Stands in for nats-py's client: records the subjects subscribed to (and not unsubscribed)."""
 
     subjects: list[str] = attrs.field(factory=list)
+    callbacks: list[Any] = attrs.field(factory=list)
 
-    async def subscribe(self, subject: str, queue: str = "", cb: Any = None) -> NoSubscription:
+    async def subscribe(
+        self, subject: str, queue: str = "", cb: Any = None, **options: Any
+    ) -> NoSubscription:
         self.subjects.append(subject)
-        return NoSubscription()
+        self.callbacks.append(cb)
+        return NoSubscription(self, subject)
 
 
 @attrs.define
@@ -67,6 +77,7 @@ async def test_a_client_gone_again_while_subscribing_is_retried_at_the_next_chec
     await listener.start()
     try:
         await eventually(lambda: connection.current.subjects == ["_fast.product.details_requested"], within=2)
+        assert connection.current.callbacks[-1] is not None, "without nats-py's internals: a callback"
         assert listener._watcher is not None
         assert not listener._watcher.done(), "the watcher lives on"
     finally:

@@ -30,6 +30,7 @@ from adapters.nats.consuming import (
     one_at_a_time,
 )
 from adapters.nats.listening import CoreListener, fast_subject
+from adapters.nats.prompt import write_now
 from domain.errors import EventBusUnavailable
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class JetStreamBroker:
     async def announce(self, subject: str, data: bytes) -> bool:
         """The listeners' copy, on a subject no stream holds (`_fast.<subject>`)."""
         try:
-            await self._connection.client().publish(fast_subject(subject), data)
+            client = self._connection.client()
+            await client.publish(fast_subject(subject), data)
+            write_now(client)  # someone waits for it (fast path): not on the flusher's next turn
         except BUS_FAILURES as error:  # the stored message is the backstop: its publish reports
             log.debug("fast copy of %s not sent: %r", subject, error)
             return False

@@ -19,6 +19,7 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from adapters.broker import FastDelivery, Handler
 from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from adapters.nats.prompt import subscribe_direct
 from adapters.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ class CoreListener:
         try:
             client = self.connection.client()
             self._subscriptions = [
-                await client.subscribe(fast_subject(subject), queue=self.queue or "", cb=self._received)
+                await subscribe_direct(
+                    client, fast_subject(subject), self.queue or "", self._dispatch, self._received
+                )
                 for subject in self.subjects
             ]
         except BUS_FAILURES as error:  # the client may be gone again already: the next check retries
@@ -93,7 +96,11 @@ class CoreListener:
                 await subscription.unsubscribe()
 
     async def _received(self, msg: Msg) -> None:
-        """nats-py awaits this before the subscription's next message: hand it to a task."""
+        """nats-py awaits this before the subscription's next message (without subscribe_direct)."""
+        self._dispatch(msg)
+
+    def _dispatch(self, msg: Msg) -> None:
+        """Each message to a task of its own: the next one is not held up by this one's handler."""
         if len(self._in_flight) >= self.max_in_flight:
             self.dropped += 1
             return
