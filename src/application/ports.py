@@ -47,6 +47,8 @@ class StockChange:
     quantity_available: int
     version: int
     updated_at: datetime
+    available: bool
+    """As the event says: when it disagrees with the cached status, more than the stock changed."""
 
 
 class ProductCache(Protocol):
@@ -67,13 +69,16 @@ class ProductCache(Protocol):
         """`put` of each snapshot, in one round trip where the store allows."""
         ...
 
-    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
-        """Each change, in order, over the cached snapshot of the version just before it (its
-        prices and version, stored as a partial snapshot); one step where the store allows.
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal | None]:
+        """Each change, in order, over the cached snapshot of the version just before it, or a
+        partial one of its own version (its prices and version, stored as a partial snapshot);
+        one step where the store allows.
 
         Returns, per product cached at a newer version than its change, that version's current
-        price. A product not cached, cached at the change's version, or further behind is left
-        alone (the `product.updated` of the version carries the whole snapshot).
+        price; None when that version is a partial entry (patched from a snapshot older than the
+        change: its price may predate it, and no whole snapshot of an older version replaces
+        it any more). A product not cached, cached at the change's version, or further behind
+        is left alone (the `product.updated` of the version carries the whole snapshot).
         """
         ...
 

@@ -59,10 +59,21 @@ class ProductEventReactions:
         await self._apply_prices(events)
 
     async def _apply_prices(self, events: Sequence[PriceChanged]) -> None:
+        """A newer partial entry's price may predate the change: the orders are re-validated at
+        the change's price, and the whole snapshot is asked for (the entry may miss the change,
+        and no older whole snapshot replaces it any more)."""
         newer = await self.cache.patch_prices(events)
         await self.revalidate.each(
-            {event.product_id: newer.get(event.product_id, event.new_price) for event in events}
+            {
+                event.product_id: event.new_price if (price := newer.get(event.product_id)) is None else price
+                for event in events
+            }
         )
+        for product_id in sorted(pid for pid, price in newer.items() if price is None):
+            log.info(
+                "product %s: a price change older than its partial cache entry, asking for it", product_id
+            )
+            await self.ask_for_snapshot(product_id)
 
     async def discontinued(self, event: ProductDiscontinued) -> None:
         cached = await self._patch_cached(
@@ -88,13 +99,15 @@ class ProductEventReactions:
         snapshot read, decoded or encoded here. Events of one product apply in version order."""
         changes = sorted(
             (
-                StockChange(event.product_id, event.quantity_available, event.version, changed_at)
+                StockChange(
+                    event.product_id, event.quantity_available, event.version, changed_at, event.available
+                )
                 for event, changed_at in events
             ),
             key=lambda change: change.version,
         )
         for product_id in sorted(await self.cache.patch_stock(changes)):
-            log.info("product %s cached over a version behind its stock change: asking for it", product_id)
+            log.info("product %s: its stock change needs the whole snapshot, asking for it", product_id)
             await self.ask_for_snapshot(product_id)
 
     async def _patch_cached(

@@ -197,8 +197,60 @@ async def test_a_price_patch_is_partial_and_yields_to_the_whole_snapshot_of_its_
     assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
 
-def a_stock_change(product: Product, quantity: int, version: int, minutes: int = 5) -> StockChange:
-    return StockChange(product.id, quantity, version, START + timedelta(minutes=minutes, milliseconds=250))
+def a_stock_change(
+    product: Product, quantity: int, version: int, minutes: int = 5, available: bool | None = None
+) -> StockChange:
+    """`available` as the product's status and the new stock say, unless given."""
+    if available is None:
+        available = product.status is ProductStatus.ACTIVE and quantity > 0
+    at = START + timedelta(minutes=minutes, milliseconds=250)
+    return StockChange(product.id, quantity, version, at, available)
+
+
+async def test_a_stock_change_that_disagrees_with_the_cached_status_asks_for_the_whole_snapshot(
+    backend: Backend,
+) -> None:
+    """A PATCH of status and stock publishes availability_changed too: patched over the version
+    before, it would stamp the old status with the new version, and no product.updated of that
+    version could then replace it once a later change was patched on top."""
+    cache = backend.cache(60)
+    v1 = a_product("p-1", quantity_available=12)
+    await cache.put(v1)
+
+    assert await cache.patch_stock([a_stock_change(v1, 10, 2, available=False)]) == {"p-1"}
+    assert await cache.get_many(["p-1"]) == {"p-1": v1}
+
+
+async def test_a_price_and_a_stock_change_of_one_version_both_land_whichever_comes_first(
+    backend: Backend,
+) -> None:
+    cache = backend.cache(60)
+    chair, desk = a_product("chair"), a_product("desk")
+    await cache.put_many([chair, desk])
+
+    assert await cache.patch_stock([a_stock_change(chair, 5, 2)]) == set()
+    assert await cache.patch_prices([a_price_change(chair, "9.99", "249.99", 2)]) == {}
+    assert await cache.patch_prices([a_price_change(desk, "9.99", "249.99", 2)]) == {}
+    assert await cache.patch_stock([a_stock_change(desk, 5, 2)]) == set()
+
+    at = START + timedelta(minutes=5, milliseconds=250)
+    both = {"current_price": Decimal("9.99"), "quantity_available": 5, "updated_at": at}
+    assert await cache.get_many(["chair", "desk"]) == {
+        "chair": newer(chair, **both),
+        "desk": newer(desk, **both),
+    }
+
+
+async def test_a_newer_partial_entry_tells_no_newer_price(backend: Backend) -> None:
+    """A partial entry's price may predate the change (patched from an older snapshot): None
+    says so (the change's own price re-validates the orders, and the snapshot is asked for)."""
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    await cache.put(v1)
+    await cache.patch_stock([a_stock_change(v1, 11, 2)])
+    await cache.patch_stock([a_stock_change(v1, 10, 3)])
+
+    assert await cache.patch_prices([a_price_change(v1, "1.00", "249.99", 2)]) == {"p-1": None}
 
 
 async def test_stock_patches_apply_over_the_version_just_before_and_tell_who_is_behind(
@@ -215,7 +267,7 @@ async def test_stock_patches_apply_over_the_version_just_before_and_tell_who_is_
             a_stock_change(chair, 7, 2),
             a_stock_change(desk_v3, 1, 2),  # older than what is cached
             a_stock_change(lamp, 2, 3),  # too far ahead: left to its snapshot
-            StockChange("unknown", 1, 2, START),
+            StockChange("unknown", 1, 2, START, True),
             a_stock_change(chair, 0, 3, minutes=6),  # the chair's next one, in order
         ]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -458,3 +459,49 @@ async def test_an_unchanged_snapshot_again_is_one_write_and_no_read(order_side: 
     await reactions.snapshot_arrived(a_product(CHAIR))
     assert counted.reads == 0
     assert await cached(order_side) == a_product(CHAIR)
+
+
+@pytest.mark.parametrize(
+    "arrival", list(itertools.permutations(["updated", "price", "discontinued", "stock", "reservation"]))
+)
+def test_a_discontinue_with_a_new_price_sends_orders_to_review_in_any_arrival_order(
+    arrival: tuple[str, ...],
+) -> None:
+    """What the soak caught (session 5): PATCH {status: DISCONTINUED, currentPrice} publishes
+    updated, price_changed, discontinued and availability_changed at one version; a reservation
+    for an earlier order follows at the next. The stock change patched over the version before
+    stamped the old price and status with the new version, the reservation went on top, and the
+    price change then re-validated at that stale "newer" price: orders 229 % off, not flagged."""
+
+    async def scenario() -> None:
+        side = build_order_side()
+        v1 = a_product(CHAIR, current_price=Decimal("92.78"), quantity_available=50)
+        side.lookup.add(v1)
+        await side.cache.put(v1)
+        order = await place(side, (CHAIR, 1))
+        v2 = newer(v1, current_price=Decimal("28.22"), status=ProductStatus.DISCONTINUED, updated_at=LATER)
+        v3 = newer(v2, quantity_available=49, updated_at=LATER + timedelta(seconds=1))
+        events = {
+            "updated": side.reactions.snapshot_arrived(v2),
+            "price": side.reactions.price_changed(
+                PriceChanged(CHAIR, v1.current_price, v2.current_price, v2.base_price, 2)
+            ),
+            "discontinued": side.reactions.discontinued(ProductDiscontinued(CHAIR, 2)),
+            "stock": side.reactions.availability_changed(AvailabilityChanged(CHAIR, False, 50, 2), LATER),
+            "reservation": side.reactions.availability_changed(
+                AvailabilityChanged(CHAIR, False, 49, 3), v3.updated_at
+            ),
+        }
+        for name in arrival:
+            await events[name]
+        if side.publisher.of_type(PRODUCT_DETAILS_REQUESTED):
+            await side.reactions.snapshot_arrived(v3)  # the Product Service's answer
+        flags = (await side.get_order(order.id)).flags
+        assert OrderFlag.PRICE_REVIEW in flags
+        assert OrderFlag.DISCONTINUED_PRODUCT in flags
+        cached_now = await cached(side)
+        assert cached_now is not None
+        if cached_now.version >= 2:  # never the new version over the old price or status
+            assert (cached_now.current_price, cached_now.status) == (v2.current_price, v2.status)
+
+    asyncio.run(scenario())

@@ -45,41 +45,55 @@ class InMemoryProductCache:
         for product in products:
             await self.put(product, partial=partial)
 
-    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal | None]:
         self.outage.check()
-        newer: dict[str, Decimal] = {}
+        newer: dict[str, Decimal | None] = {}
         for change in changes:
-            cached = await self._patch_over_previous(
+            entry = self._live_entry(change.product_id)
+            await self._patch_over_previous(
                 change.product_id,
                 change.version,
                 current_price=change.new_price,
                 base_price=change.base_price,
             )
-            if cached is not None and cached.version > change.version:
-                newer[change.product_id] = cached.current_price
+            if entry is not None and entry[0].version > change.version:
+                newer[change.product_id] = None if entry[2] else entry[0].current_price
         return newer
 
     async def patch_stock(self, changes: Sequence[StockChange]) -> set[str]:
         self.outage.check()
         behind: set[str] = set()
         for change in changes:
-            cached = await self._patch_over_previous(
+            entry = self._live_entry(change.product_id)
+            if entry is None:
+                continue
+            cached = entry[0]
+            status_agrees = (cached.status is ProductStatus.ACTIVE and change.quantity_available > 0) == (
+                change.available
+            )
+            if cached.version < change.version - 1 or (
+                _patchable(entry, change.version) and not status_agrees
+            ):
+                behind.add(change.product_id)  # the whole snapshot is needed
+                continue
+            await self._patch_over_previous(
                 change.product_id,
                 change.version,
                 quantity_available=change.quantity_available,
                 updated_at=change.updated_at,
             )
-            if cached is not None and cached.version < change.version - 1:
-                behind.add(change.product_id)
         return behind
 
-    async def _patch_over_previous(self, product_id: str, version: int, **fields: Any) -> Product | None:
+    async def _patch_over_previous(self, product_id: str, version: int, **fields: Any) -> None:
         """`fields` and `version` stored as a partial snapshot when the cache holds the version
-        just before it; the cached snapshot as it was, either way."""
-        cached = self._live(product_id)
-        if cached is not None and cached.version == version - 1:
-            await self.put(attrs.evolve(cached, version=version, **fields), partial=True)
-        return cached
+        just before it, or a partial one of that version (as the Redis scripts' `patchable`)."""
+        entry = self._live_entry(product_id)
+        if entry is not None and _patchable(entry, version):
+            self._entries[product_id] = (
+                attrs.evolve(entry[0], version=version, **fields),
+                self.clock.monotonic() + self.ttl_s,
+                True,
+            )
 
     async def put(self, product: Product, *, partial: bool = False) -> bool:
         self.outage.check()
@@ -96,3 +110,8 @@ class InMemoryProductCache:
         self.outage.check()
         live = (self._live(pid) for pid in list(self._entries))
         return [p.id for p in live if p is not None and p.status is ProductStatus.ACTIVE]
+
+
+def _patchable(entry: tuple[Product, float, bool], version: int) -> bool:
+    cached, _, partial = entry
+    return cached.version == version - 1 or (cached.version == version and partial)

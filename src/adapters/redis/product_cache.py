@@ -95,6 +95,11 @@ then the active index. ARGV: TTL ms, partial (1/0), then version, JSON, active, 
 _PATCH_ONE = (
     _STORE_ONE
     + """
+local function patchable(stored, version)
+  local stored_version = tonumber(stored['version'])
+  return stored_version == version - 1 or (stored_version == version and stored['partial'] == true)
+end
+
 local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms)
   if string.sub(raw, -1) ~= '}' then return now_ms end
   local json, count = raw, 0
@@ -107,7 +112,10 @@ local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms
 end
 """
 )
-"""What both patch scripts share: `patch_text`: each (pattern, replacement) pair of
+"""What both patch scripts share. `patchable`: the stored version is the one just before the
+change's, or the change's own in a partial entry (a PATCH of price and stock publishes both
+events at one version: the second one completes what the first one patched). `patch_text`: each
+(pattern, replacement) pair of
 `replacements` must match the stored text exactly once, else the entry is left alone; the result
 is stored as a partial entry (it yields to the whole snapshot of its version) and the active index
 follows its status. The fields are replaced in the stored text, which we wrote (compact JSON,
@@ -126,12 +134,14 @@ for i = 1, #KEYS - 1 do
   local raw, stored = read_versioned(KEYS[i])
   if raw then
     local stored_version = tonumber(stored['version'])
-    if stored_version == version - 1 then
+    if patchable(stored, version) then
       now_ms = patch_text(KEYS[i], index, ttl, id, raw, stored, {
         '"currentPrice":[-+.%deE]+', '"currentPrice":' .. current_price,
         '"basePrice":[-+.%deE]+', '"basePrice":' .. base_price,
         '"version":%d+', '"version":' .. version,
       }, now_ms)
+    elseif stored_version > version and stored['partial'] == true then
+      newer[i] = 'partial'
     elseif stored_version > version then
       newer[i] = string.match(raw, '"currentPrice":([-+.%deE]+)') or ''
     end
@@ -143,7 +153,8 @@ return newer
 """KEYS: the products' keys, then the active index. ARGV: TTL ms, then version, current price,
 base price and id of each change. A price change over the version just before it, read and
 written in one step (`_PATCH_ONE`): no snapshot crosses the wire either way. Returns, per change,
-the current price of a newer cached version, as stored, or ''."""
+the current price of a newer cached version, as stored, 'partial' when that version is a partial
+entry (its price may predate this change: patched from a snapshot older than it), or ''."""
 
 _PATCH_STOCK = LuaScript(
     _PATCH_ONE
@@ -151,13 +162,17 @@ _PATCH_STOCK = LuaScript(
 local index, ttl, now_ms = KEYS[#KEYS], ARGV[1], nil
 local behind = {}
 for i = 1, #KEYS - 1 do
-  local at = 2 + (i - 1) * 4
+  local at = 2 + (i - 1) * 5
   local version, quantity, updated_at, id = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local available = ARGV[at + 4]
   behind[i] = 0
   local raw, stored = read_versioned(KEYS[i])
   if raw then
     local stored_version = tonumber(stored['version'])
-    if stored_version == version - 1 then
+    local agrees = (stored['status'] == 'ACTIVE' and tonumber(quantity) > 0) == (available == '1')
+    if patchable(stored, version) and not agrees then
+      behind[i] = 1  -- more changed than the stock (the status): the whole snapshot is needed
+    elseif patchable(stored, version) then
       now_ms = patch_text(KEYS[i], index, ttl, id, raw, stored, {
         '"quantityAvailable":%d+', '"quantityAvailable":' .. quantity,
         '"updatedAt":"[^"]*"', '"updatedAt":"' .. updated_at .. '"',
@@ -172,9 +187,12 @@ return behind
 """
 )
 """KEYS: the products' keys, then the active index. ARGV: TTL ms, then version, stock,
-`updatedAt` (as the wire writes it) and id of each change. `_PATCH_PRICES` for a stock change:
-read and written in one step, the three fields replaced in the stored text. Returns, per change,
-1 when the product is cached more than one version behind it, else 0."""
+`updatedAt` (as the wire writes it), id and available (1/0) of each change. `_PATCH_PRICES` for a
+stock change: read and written in one step, the three fields replaced in the stored text.
+Returns, per change, 1 when the whole snapshot is needed: the product is cached more than one
+version behind it, or the change's `available` disagrees with the cached status and the new
+stock (the status changed too, and a stock patch would stamp the old one with the new version),
+else 0."""
 
 _ACTIVE_IDS = LuaScript("""
 local now = redis.call('TIME')
@@ -229,7 +247,7 @@ class RedisProductCache:
         with translated(CacheUnavailable, self._unavailable):
             await self.client.run(_PUT_MANY, keys, args)
 
-    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal]:
+    async def patch_prices(self, changes: Sequence[PriceChanged]) -> dict[str, Decimal | None]:
         if not changes:
             return {}
         keys = [self.keys.cached_product(change.product_id) for change in changes]
@@ -239,9 +257,12 @@ class RedisProductCache:
             args += [change.version, f"{change.new_price:f}", f"{change.base_price:f}", change.product_id]
         with translated(CacheUnavailable, self._unavailable):
             newer = await self.client.run(_PATCH_PRICES, keys, args)
-        found: dict[str, Decimal] = {}
+        found: dict[str, Decimal | None] = {}
         for change, price in zip(changes, newer, strict=True):
             if not price:
+                continue
+            if text(price) == "partial":
+                found[change.product_id] = None
                 continue
             try:
                 found[change.product_id] = Decimal(text(price))
@@ -261,6 +282,7 @@ class RedisProductCache:
                 change.quantity_available,
                 format_timestamp(change.updated_at),
                 change.product_id,
+                "1" if change.available else "0",
             ]
         with translated(CacheUnavailable, self._unavailable):
             behind = await self.client.run(_PATCH_STOCK, keys, args)
