@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -106,36 +107,79 @@ class Catalog:
 
     async def reserve_for_order(self, order: OrderCreated) -> bool:
         """Reserve the ordered quantities once per order; False when already reserved."""
-        wanted: dict[str, int] = {}
-        for item in order.items:
-            wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
         for _ in range(MAX_OPTIMISTIC_ATTEMPTS):
-            found = await self.store.get_many(list(wanted))
-            changes, outbox = [], []
-            for product_id, quantity in wanted.items():
-                before = found.get(product_id)
-                if before is None:
-                    log.warning("order %s holds unknown product %s", order.order_id, product_id)
-                    continue
-                if quantity > before.quantity_available:
-                    log.warning(
-                        "order %s oversells product %s: %s wanted, %s left",
-                        order.order_id,
-                        product_id,
-                        quantity,
-                        before.quantity_available,
-                    )
-                after, events = reserve_stock(before, quantity, self.clock.now())
-                if events:
-                    changes.append(ProductChange(before, after))
-                    outbox += [
-                        self.envelopes.wrap(e, correlation_id=order.order_id, at=after.updated_at)
-                        for e in events
-                    ]
+            current = await self.store.get_many(list(self._wanted(order)))
+            changes, outbox = self._plan(order, current)
             result = await self.store.commit(changes, outbox, reservation_for=order.order_id)
             if result is not CommitResult.CONFLICT:
                 return result is CommitResult.COMMITTED
         raise StoreUnavailable(f"Stock for order {order.order_id} kept changing; will retry")
+
+    async def reserve_for_orders(self, orders: Sequence[OrderCreated]) -> bool:
+        """Several orders' reservations from one read of their products: each order is planned
+        on top of the one before it, and the commits are sent together (on Redis they leave in
+        one write and run in order). An order whose commit conflicts (something changed its
+        products in between, or an order before it was reserved already) is reserved again on
+        its own. True when any was reserved now; a failure is raised once every commit is done
+        (the batch is retried, and what was reserved is then found reserved)."""
+        product_ids = list(dict.fromkeys(pid for order in orders for pid in self._wanted(order)))
+        current = dict(await self.store.get_many(product_ids))
+        plans = [(order, *self._plan(order, current)) for order in orders]
+        results = await asyncio.gather(
+            *(
+                self.store.commit(changes, outbox, reservation_for=order.order_id)
+                for order, changes, outbox in plans
+            ),
+            return_exceptions=True,
+        )
+        reserved = False
+        failure: BaseException | None = None
+        for (order, _, _), result in zip(plans, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+            elif result is CommitResult.CONFLICT:
+                reserved |= await self.reserve_for_order(order)
+            else:
+                reserved |= result is CommitResult.COMMITTED
+        if failure is not None:
+            raise failure
+        return reserved
+
+    @staticmethod
+    def _wanted(order: OrderCreated) -> dict[str, int]:
+        wanted: dict[str, int] = {}
+        for item in order.items:
+            wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
+        return wanted
+
+    def _plan(
+        self, order: OrderCreated, current: dict[str, Product]
+    ) -> tuple[list[ProductChange], list[Envelope]]:
+        """The order's reservation over `current`, which it updates (the next order's is planned
+        on top of this one's)."""
+        changes: list[ProductChange] = []
+        outbox: list[Envelope] = []
+        for product_id, quantity in self._wanted(order).items():
+            before = current.get(product_id)
+            if before is None:
+                log.warning("order %s holds unknown product %s", order.order_id, product_id)
+                continue
+            if quantity > before.quantity_available:
+                log.warning(
+                    "order %s oversells product %s: %s wanted, %s left",
+                    order.order_id,
+                    product_id,
+                    quantity,
+                    before.quantity_available,
+                )
+            after, events = reserve_stock(before, quantity, self.clock.now())
+            if events:
+                changes.append(ProductChange(before, after))
+                current[product_id] = after
+                outbox += [
+                    self.envelopes.wrap(e, correlation_id=order.order_id, at=after.updated_at) for e in events
+                ]
+        return changes, outbox
 
 
 @attrs.frozen

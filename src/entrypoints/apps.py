@@ -23,6 +23,7 @@ from entrypoints.event_routing import (
     order_service_consumers,
     order_service_fast_path,
     order_service_handlers,
+    product_service_batch_handlers,
     product_service_consumers,
     product_service_fast_path,
     product_service_handlers,
@@ -280,7 +281,13 @@ async def product_lifecycle(app: web.Application) -> AsyncIterator[None]:
     metrics = service.core.metrics()
     subscriptions = await listen_fast(broker, product_service_fast_path(), handlers, processed, metrics)
     subscriptions += await subscribe_consumers(
-        broker, product_service_consumers(), handlers, processed, metrics, service.core.clock()
+        broker,
+        product_service_consumers(),
+        handlers,
+        processed,
+        metrics,
+        service.core.clock(),
+        product_service_batch_handlers(service.catalog(), app[OUTBOX_WAKEUP].set),
     )
     app[READINESS].consumers_subscribed = True
     stop = asyncio.Event()

@@ -205,6 +205,19 @@ def product_service_handlers(
     }
 
 
+def product_service_batch_handlers(
+    catalog: Catalog, stored_events: Callable[[], None] = lambda: None
+) -> dict[str, EventBatchHandler]:
+    """The reservations of a fetched batch of orders from one read of their products, with
+    their commits sent together (Catalog.reserve_for_orders)."""
+
+    async def orders_created(envelopes: Sequence[Envelope]) -> None:
+        if await catalog.reserve_for_orders([data_of(envelope, OrderCreated) for envelope in envelopes]):
+            stored_events()
+
+    return {ORDER_CREATED: orders_created}
+
+
 def product_service_consumers() -> list[ConsumerSpec]:
     """One name, so the JetStream consumers keep their names (spec name and subject)."""
     return [

@@ -7,6 +7,7 @@ is what makes them trustworthy. The `memory` cases need no server and always run
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
@@ -584,3 +585,24 @@ async def test_a_lock_is_held_once_until_released_or_expired(backend: Backend) -
     await asyncio.sleep(PAST_SHORT_TTL_S)
 
     assert await lock.acquire("refresh", 60) is True
+
+
+async def test_commits_sent_together_apply_in_the_order_sent(backend: Backend) -> None:
+    """What Catalog.reserve_for_orders relies on: each commit planned on the one before it, all
+    sent at once (on Redis: one auto-pipelined write), all apply."""
+    store, _ = backend.product_store()
+    v1 = a_product("chair", quantity_available=10)
+    assert await store.create(v1, [])
+    chain = [v1]
+    for taken in (1, 2, 3):
+        chain.append(newer(chain[-1], quantity_available=chain[-1].quantity_available - taken))
+
+    results = await asyncio.gather(
+        *(
+            store.commit([ProductChange(before, after)], [], reservation_for=f"o-{n}")
+            for n, (before, after) in enumerate(itertools.pairwise(chain))
+        )
+    )
+
+    assert results == [CommitResult.COMMITTED] * 3
+    assert await store.get("chair") == chain[-1]

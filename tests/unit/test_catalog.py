@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
+import attrs
 import pytest
 
 from application.catalog import NewProduct
+from application.ports import ProductStore
 from domain.catalog import change_product
 from domain.errors import ProductAlreadyExists, ProductNotFound
 from domain.events import (
@@ -267,3 +271,74 @@ async def test_a_request_answered_twice_gets_one_reply_id(product_side: ProductS
     [first, again, other] = [envelope.id for _, envelope in product_side.publisher.published]
     assert first == again
     assert other != first
+
+
+async def test_a_batch_of_orders_reserves_as_they_would_one_by_one(product_side: ProductSide) -> None:
+    await product_side.catalog.create(chair())
+    await product_side.catalog.create(chair(id=DESK, quantity_available=5))
+    await drain(product_side)
+    orders = [
+        order_created("o-1", (CHAIR, 2), (DESK, 1)),
+        order_created("o-2", (CHAIR, 3)),
+        order_created("o-3", (DESK, 4)),
+    ]
+
+    assert await product_side.catalog.reserve_for_orders(orders)
+
+    assert (await stock(product_side), await stock(product_side, DESK)) == (7, 0)
+    told = [
+        (e.correlation_id, e.data.product_id, e.data.version, e.data.quantity_available)
+        for e in await product_side.outbox.pending(100)
+        if isinstance(e.data, AvailabilityChanged)
+    ]
+    assert sorted(told) == sorted(
+        [("o-1", CHAIR, 2, 10), ("o-1", DESK, 2, 4), ("o-2", CHAIR, 3, 7), ("o-3", DESK, 3, 0)]
+    )
+    assert not await product_side.catalog.reserve_for_orders(orders), "a redelivered batch: reserved already"
+    assert (await stock(product_side), await stock(product_side, DESK)) == (7, 0)
+
+
+async def test_an_order_of_a_batch_reserved_already_is_not_reserved_twice(product_side: ProductSide) -> None:
+    await product_side.catalog.create(chair())
+    first, second = order_created("o-1", (CHAIR, 2)), order_created("o-2", (CHAIR, 3))
+    assert await product_side.catalog.reserve_for_order(first)
+
+    assert await product_side.catalog.reserve_for_orders([first, second])
+
+    assert await stock(product_side) == 7, "12 - 2 - 3"
+
+
+@attrs.define
+class ChangedAfterRead:
+    """The catalog's store, with another writer's change landing right after the next read."""
+
+    inner: ProductStore
+    change: Callable[[], Awaitable[object]] | None
+
+    async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        found = await self.inner.get_many(product_ids)
+        if self.change is not None:
+            change, self.change = self.change, None
+            await change()
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_orders_whose_products_changed_after_the_batch_read_are_reserved_again_alone(
+    product_side: ProductSide,
+) -> None:
+    await product_side.catalog.create(chair())
+    other_writer = product_side.catalog
+    store = ChangedAfterRead(
+        product_side.catalog.store,
+        lambda: other_writer.change(CHAIR, ProductPatch(quantity_available=100)),
+    )
+    catalog = attrs.evolve(product_side.catalog, store=store)
+
+    assert await catalog.reserve_for_orders(
+        [order_created("o-1", (CHAIR, 2)), order_created("o-2", (CHAIR, 3))]
+    )
+
+    assert await stock(product_side) == 95
