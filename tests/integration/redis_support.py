@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -153,3 +153,27 @@ class DurableRedisServer(RedisServer):
 
     def _command(self) -> list[str]:
         return [*super()._command(), "--appendonly", "yes", "--appendfsync", "always"]
+
+
+S = TypeVar("S", bound=RedisServer)
+
+
+def running_for_a_module(server: S) -> Iterator[S]:
+    """A module fixture's body: a server of the module's own (its tests stop and restart it)."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+async def running_and_empty(server: S) -> S:
+    """Started again if a test left it stopped, and every key gone."""
+    if not server.is_running:
+        server.start()
+    admin = RedisClient(server.url)
+    try:
+        await admin.redis.flushall()
+    finally:
+        await admin.close()
+    return server

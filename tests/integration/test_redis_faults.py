@@ -25,7 +25,14 @@ from adapters.redis.small_ports import RedisLock, RedisProcessedEvents
 from application.ports import IdempotencyRecord
 from domain.errors import CacheUnavailable, DependencyUnavailable, StoreUnavailable
 from domain.orders import Order, OrderFlag
-from tests.integration.redis_support import DurableRedisServer, a_product, an_order, order_created
+from tests.integration.redis_support import (
+    DurableRedisServer,
+    a_product,
+    an_order,
+    order_created,
+    running_and_empty,
+    running_for_a_module,
+)
 from tests.integration.servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -40,24 +47,12 @@ TIMEOUT_BOUND_S = 2.5
 
 @pytest.fixture(scope="module")
 def durable_server(redis_server: RedisServer) -> Iterator[DurableRedisServer]:
-    server = DurableRedisServer(binary=redis_server.binary)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from running_for_a_module(DurableRedisServer(binary=redis_server.binary))
 
 
 @pytest.fixture
 async def durable(durable_server: DurableRedisServer) -> DurableRedisServer:
-    if not durable_server.is_running:
-        durable_server.start()
-    admin = RedisClient(durable_server.url)
-    try:
-        await admin.redis.flushall()
-    finally:
-        await admin.close()
-    return durable_server
+    return await running_and_empty(durable_server)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from adapters.redis.outbox import RedisOutbox
 from adapters.redis.product_store import RedisProductStore
 from adapters.redis.tracking import TrackedValues
 from application.ports import ProductChange
-from tests.integration.redis_support import a_product, newer
+from domain.products import Product
+from tests.integration.redis_support import a_product, newer, running_and_empty, running_for_a_module
 from tests.integration.servers import RedisServer
 from tests.unit.polling import eventually
 
@@ -27,24 +28,12 @@ CHECK_EVERY_S = 0.2
 
 @pytest.fixture(scope="module")
 def own_server(redis_server: RedisServer) -> Iterator[RedisServer]:
-    server = RedisServer(binary=redis_server.binary)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from running_for_a_module(RedisServer(binary=redis_server.binary))
 
 
 @pytest.fixture
 async def server(own_server: RedisServer) -> RedisServer:
-    if not own_server.is_running:
-        own_server.start()
-    admin = RedisClient(own_server.url)
-    try:
-        await admin.redis.flushall()
-    finally:
-        await admin.close()
-    return own_server
+    return await running_and_empty(own_server)
 
 
 @pytest.fixture
@@ -71,6 +60,16 @@ def store_of(client: RedisClient, tracked: TrackedValues) -> RedisProductStore:
     return RedisProductStore(client, KEYS, RedisOutbox(client, KEYS), tracked=tracked)
 
 
+async def a_chair_read_once(store: RedisProductStore, tracked: TrackedValues) -> Product:
+    """Created, its create reported (a report drops what was read before it), read once: kept."""
+    chair = a_product("chair")
+    reports = tracked.reports
+    assert await store.create(chair, [])
+    await eventually(lambda: tracked.reports > reports)
+    assert await store.get("chair") == chair
+    return chair
+
+
 async def test_a_product_read_again_unchanged_is_served_without_redis(
     client: RedisClient, tracked: TrackedValues
 ) -> None:
@@ -89,9 +88,7 @@ async def test_a_write_by_another_client_is_reported_and_the_next_read_sees_it(
     client: RedisClient, tracked: TrackedValues
 ) -> None:
     store = store_of(client, tracked)
-    chair = a_product("chair")
-    assert await store.create(chair, [])
-    await store.get("chair")
+    chair = await a_chair_read_once(store, tracked)
     other = store_of(client, TrackedValues(client.url, KEYS.product_prefix))  # another instance, untracked
     dearer = newer(chair, current_price=chair.current_price + 1)
     await other.commit([ProductChange(chair, dearer)], [])
@@ -104,9 +101,7 @@ async def test_this_processes_own_write_is_seen_by_the_very_next_read(
     client: RedisClient, tracked: TrackedValues
 ) -> None:
     store = store_of(client, tracked)
-    chair = a_product("chair")
-    assert await store.create(chair, [])
-    await store.get("chair")
+    chair = await a_chair_read_once(store, tracked)
     dearer = newer(chair, current_price=chair.current_price + 1)
     await store.commit([ProductChange(chair, dearer)], [])
     assert await store.get("chair") == dearer, "no wait for Redis's report"
