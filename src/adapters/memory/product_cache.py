@@ -50,8 +50,9 @@ class InMemoryProductCache:
         newer: dict[str, Decimal | None] = {}
         for change in changes:
             entry = self._live_entry(change.product_id)
-            await self._patch_over_previous(
+            self._patch_over_previous(
                 change.product_id,
+                entry,
                 change.version,
                 current_price=change.new_price,
                 base_price=change.base_price,
@@ -76,18 +77,20 @@ class InMemoryProductCache:
             ):
                 behind.add(change.product_id)  # the whole snapshot is needed
                 continue
-            await self._patch_over_previous(
+            self._patch_over_previous(
                 change.product_id,
+                entry,
                 change.version,
                 quantity_available=change.quantity_available,
                 updated_at=change.updated_at,
             )
         return behind
 
-    async def _patch_over_previous(self, product_id: str, version: int, **fields: Any) -> None:
-        """`fields` and `version` stored as a partial snapshot when the cache holds the version
-        just before it, or a partial one of that version (as the Redis scripts' `patchable`)."""
-        entry = self._live_entry(product_id)
+    def _patch_over_previous(
+        self, product_id: str, entry: tuple[Product, float, bool] | None, version: int, **fields: Any
+    ) -> None:
+        """`fields` and `version` stored as a partial snapshot when `entry` (the live one) holds
+        the version just before it, or a partial one of that version (the scripts' `patchable`)."""
         if entry is not None and _patchable(entry, version):
             self._entries[product_id] = (
                 attrs.evolve(entry[0], version=version, **fields),
