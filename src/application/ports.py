@@ -51,14 +51,27 @@ class StockChange:
     """As the event says: when it disagrees with the cached status, more than the stock changed."""
 
 
+class CachePut(enum.Enum):
+    """What `ProductCache.put` did with a snapshot."""
+
+    STORED = "stored"
+    """No newer version was cached, or a partial one of this version, which this one completes."""
+    KEPT = "kept"
+    """Not stored: the cache holds this version or a newer whole one."""
+    PATCHED_PAST = "patched_past"
+    """Not stored: the cache holds a newer partial entry, patched from events that overtook this
+    snapshot. It may lack what only this snapshot carried (a new name, say): events patch their
+    own fields over whatever version they find just before theirs."""
+
+
 class ProductCache(Protocol):
     """Last known product snapshots; a newer version always wins. Raises CacheUnavailable."""
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]: ...
 
-    async def put(self, product: Product, *, partial: bool = False) -> bool:
+    async def put(self, product: Product, *, partial: bool = False) -> CachePut:
         """Store unless a newer version is there, or the same version (unless that one was
-        partial and this one is whole); True when stored.
+        partial and this one is whole).
 
         `partial` marks a snapshot patched from an event carrying one aspect of a change: the
         `product.updated` of the same version, which carries all of it, replaces it.

@@ -9,7 +9,7 @@ from datetime import datetime
 import attrs
 
 from application.flagging import OrderFlagger
-from application.ports import ProductCache, StockChange
+from application.ports import CachePut, ProductCache, StockChange
 from application.pricing_validation import RevalidateOnPriceChange
 from application.snapshot_requests import AskForSnapshot
 from domain.events import AvailabilityChanged, PriceChanged, ProductDiscontinued
@@ -26,16 +26,31 @@ class ProductEventReactions:
     revalidate: RevalidateOnPriceChange
     ask_for_snapshot: AskForSnapshot
 
-    async def snapshot_arrived(self, product: Product) -> None:
+    async def snapshot_arrived(self, product: Product, *, one_of_a_sweep: bool = False) -> None:
         """product.created / product.updated / *_details_provided: newest version wins.
+
+        A snapshot overtaken by events patched over an older version (a PATCH of name and stock
+        publishes both at one version; its stock event may be applied first, and a reservation
+        on top of it) finds a newer partial entry, which may lack what only the snapshot carried,
+        such as a new name: the current whole snapshot is asked for. Its answer, at the Product
+        Service's current version, completes or replaces that entry; should it be overtaken in
+        turn, it asks again. The snapshots of a refresh sweep (`one_of_a_sweep`) do not ask: the
+        events newer than a sweep's answer are told one by one, each asking for itself.
 
         Only a discontinued snapshot asks, when it was not stored, whether a newer one is there:
         for any other the answer changes nothing (a refresh of an unchanged product is one round
         trip, not two)."""
-        stored = await self.cache.put(product)
+        outcome = await self.cache.put(product)
+        if outcome is CachePut.PATCHED_PAST and not one_of_a_sweep:
+            log.info(
+                "product %s: version %s arrived after events patched a newer one, asking for it",
+                product.id,
+                product.version,
+            )
+            await self.ask_for_snapshot(product.id)
         if product.status is not ProductStatus.DISCONTINUED:
             return
-        if not stored and await self._superseded(product.id, product.version):
+        if outcome is not CachePut.STORED and await self._superseded(product.id, product.version):
             return
         await self.flagger.flag_orders_holding(product.id, OrderFlag.DISCONTINUED_PRODUCT)
 

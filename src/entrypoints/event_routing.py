@@ -99,7 +99,7 @@ def order_service_handlers(
         data = data_of(envelope, ProductBatchDetailsProvided)
         pending.complete(data.request_id, list(data.products))
         for product in data.products:
-            await reactions.snapshot_arrived(product)
+            await reactions.snapshot_arrived(product, one_of_a_sweep=True)
 
     return {
         PRODUCT_CREATED: snapshot,

@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 from adapters.redis.client import RedisClient
-from application.ports import CommitResult, IdempotencyRecord, ProductChange, StockChange
+from application.ports import CachePut, CommitResult, IdempotencyRecord, ProductChange, StockChange
 from domain.events import PriceChanged, ProductDiscontinued
 from domain.orders import OrderFlag
 from domain.products import Product, ProductStatus
@@ -59,7 +59,7 @@ async def test_cache_returns_what_was_put_with_exact_decimals(backend: Backend) 
     cache = backend.cache(60)
     product = a_product("p-1", current_price=Decimal("0.10"), base_price=Decimal("999999999.99"))
 
-    assert await cache.put(product) is True
+    assert await cache.put(product) is CachePut.STORED
 
     found = await cache.get_many(["p-1", "unknown", "p-1"])
     assert found == {"p-1": product}
@@ -72,8 +72,8 @@ async def test_older_version_never_overwrites_newer(backend: Backend) -> None:
     v1 = a_product("p-1")
     v2 = newer(v1, current_price=Decimal("199.99"))
 
-    assert await cache.put(v2) is True
-    assert await cache.put(v1) is False
+    assert await cache.put(v2) is CachePut.STORED
+    assert await cache.put(v1) is CachePut.KEPT
 
     assert await cache.get_many(["p-1"]) == {"p-1": v2}
 
@@ -84,7 +84,7 @@ async def test_an_equal_version_is_not_stored(backend: Backend) -> None:
 
     await cache.put(first)
 
-    assert await cache.put(a_product("p-1", name="second")) is False
+    assert await cache.put(a_product("p-1", name="second")) is CachePut.KEPT
     assert await cache.get_many(["p-1"]) == {"p-1": first}
 
 
@@ -95,8 +95,23 @@ async def test_a_newer_version_replaces_the_cached_one(backend: Backend) -> None
 
     await cache.put(v1)
 
-    assert await cache.put(v3) is True
+    assert await cache.put(v3) is CachePut.STORED
     assert await cache.get_many(["p-1"]) == {"p-1": v3}
+
+
+async def test_a_whole_snapshot_older_than_a_partial_entry_is_told_apart(backend: Backend) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    partial_v2 = newer(v1, quantity_available=1)
+    await cache.put(v1)
+    await cache.put(partial_v2, partial=True)
+
+    assert await cache.put(a_product("p-1", name="renamed at v1")) is CachePut.PATCHED_PAST
+    assert await cache.put(a_product("p-1", name="a partial v1"), partial=True) is CachePut.KEPT
+    assert await cache.get_many(["p-1"]) == {"p-1": partial_v2}
+    whole_v2 = newer(v1, quantity_available=1, name="whole")
+    assert await cache.put(whole_v2) is CachePut.STORED
+    assert await cache.put(v1) is CachePut.KEPT, "a whole entry is not patched past"
 
 
 async def test_a_partial_entry_yields_to_the_whole_snapshot_of_its_version_only(backend: Backend) -> None:
@@ -106,11 +121,11 @@ async def test_a_partial_entry_yields_to_the_whole_snapshot_of_its_version_only(
     whole_v2 = newer(v1, quantity_available=1, name="renamed in the same change")
     await cache.put(v1)
 
-    assert await cache.put(partial_v2, partial=True) is True
-    assert await cache.put(newer(v1, quantity_available=2), partial=True) is False
-    assert await cache.put(whole_v2) is True
-    assert await cache.put(partial_v2, partial=True) is False
-    assert await cache.put(newer(v1, name="a second whole v2")) is False
+    assert await cache.put(partial_v2, partial=True) is CachePut.STORED
+    assert await cache.put(newer(v1, quantity_available=2), partial=True) is CachePut.KEPT
+    assert await cache.put(whole_v2) is CachePut.STORED
+    assert await cache.put(partial_v2, partial=True) is CachePut.KEPT
+    assert await cache.put(newer(v1, name="a second whole v2")) is CachePut.KEPT
     assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
 
@@ -193,7 +208,7 @@ async def test_a_price_patch_is_partial_and_yields_to_the_whole_snapshot_of_its_
     assert await cache.patch_prices([a_price_change(v1, "5.00", "249.99", 2)]) == {}
     assert await cache.get_many(["p-1"]) == {"p-1": newer(v1, current_price=Decimal("5.00"))}
     assert await cache.active_ids() == []
-    assert await cache.put(whole_v2) is True
+    assert await cache.put(whole_v2) is CachePut.STORED
     assert await cache.patch_prices([a_price_change(v1, "6.00", "249.99", 2)]) == {}
     assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
@@ -300,7 +315,7 @@ async def test_a_stock_patch_is_partial_and_yields_to_the_whole_snapshot_of_its_
     patched = newer(v1, quantity_available=3, updated_at=START + timedelta(minutes=5, milliseconds=250))
     assert await cache.get_many(["p-1"]) == {"p-1": patched}
     assert await cache.active_ids() == []
-    assert await cache.put(whole_v2) is True
+    assert await cache.put(whole_v2) is CachePut.STORED
     assert await cache.patch_stock([a_stock_change(v1, 4, 2)]) == set()
     assert await cache.get_many(["p-1"]) == {"p-1": whole_v2}
 
@@ -345,7 +360,7 @@ async def test_cached_products_expire_after_the_ttl(backend: Backend) -> None:
 
     assert await cache.get_many(["p-1"]) == {}
     assert await cache.active_ids() == []
-    assert await cache.put(a_product("p-1")) is True, "an expired entry no longer blocks older versions"
+    assert await cache.put(a_product("p-1")) is CachePut.STORED, "an expired entry blocks no older version"
 
 
 async def test_a_rewritten_entry_stays_active_for_a_ttl_from_its_last_write(backend: Backend) -> None:

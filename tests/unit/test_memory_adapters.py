@@ -13,7 +13,7 @@ from adapters.memory.outbox import InMemoryOutbox
 from adapters.memory.product_cache import InMemoryProductCache
 from adapters.memory.product_store import InMemoryProductStore
 from adapters.memory.small_ports import InMemoryLock, InMemoryProcessedEvents
-from application.ports import CommitResult, IdempotencyRecord, ProductChange
+from application.ports import CachePut, CommitResult, IdempotencyRecord, ProductChange
 from domain.errors import CacheUnavailable, EventBusUnavailable, StoreUnavailable
 from domain.orders import OrderFlag
 from domain.products import ProductStatus
@@ -26,9 +26,9 @@ from .polling import eventually
 async def test_cache_keeps_the_newest_version() -> None:
     cache = InMemoryProductCache(clock=ManualClock(), ttl_s=60)
     v2 = newer(a_product())
-    assert await cache.put(v2)
-    assert not await cache.put(a_product())
-    assert not await cache.put(a_product(version=2, name="same version"))
+    assert await cache.put(v2) is CachePut.STORED
+    assert await cache.put(a_product()) is CachePut.KEPT
+    assert await cache.put(a_product(version=2, name="same version")) is CachePut.KEPT
     assert (await cache.get_many([CHAIR]))[CHAIR] == v2
 
 
@@ -40,7 +40,8 @@ async def test_cache_entries_expire_after_the_ttl() -> None:
     assert CHAIR in await cache.get_many([CHAIR])
     clock.advance(0.1)
     assert await cache.get_many([CHAIR]) == {}
-    assert await cache.put(a_product())  # an expired entry no longer blocks an older version
+    # an expired entry no longer blocks an older version
+    assert await cache.put(a_product()) is CachePut.STORED
 
 
 async def test_cache_lists_only_live_active_products() -> None:

@@ -505,3 +505,49 @@ def test_a_discontinue_with_a_new_price_sends_orders_to_review_in_any_arrival_or
             assert (cached_now.current_price, cached_now.status) == (v2.current_price, v2.status)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("arrival", list(itertools.permutations(["updated", "stock", "reservation"])))
+def test_a_rename_with_new_stock_reaches_the_cache_in_any_arrival_order(arrival: tuple[str, ...]) -> None:
+    """PATCH {name, quantityAvailable} publishes `product.updated` and `availability_changed` at
+    one version; a reservation follows at the next. Applied stock first, then the reservation,
+    the cache held a partial v3 with the old name, and the whole v2 could no longer replace it:
+    the old name stayed until the next whole snapshot (left open in session 5)."""
+
+    async def scenario() -> None:
+        side = build_order_side()
+        v1 = a_product(CHAIR, name="Chair", quantity_available=50)
+        await side.cache.put(v1)
+        v2 = newer(v1, name="Ergonomic Chair", quantity_available=40, updated_at=LATER)
+        v3 = newer(v2, quantity_available=39, updated_at=LATER + timedelta(seconds=1))
+        events = {
+            "updated": side.reactions.snapshot_arrived(v2),
+            "stock": side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 40, 2), LATER),
+            "reservation": side.reactions.availability_changed(
+                AvailabilityChanged(CHAIR, True, 39, 3), v3.updated_at
+            ),
+        }
+        for name in arrival:
+            await events[name]
+        for _ in side.publisher.of_type(PRODUCT_DETAILS_REQUESTED):
+            await side.reactions.snapshot_arrived(v3)  # the Product Service's answer
+        assert await cached(side) == v3
+
+    asyncio.run(scenario())
+
+
+async def test_a_snapshot_patched_past_asks_again_unless_one_of_a_sweep(order_side: OrderSide) -> None:
+    v1 = a_product(CHAIR, name="Chair")
+    await order_side.cache.put(v1)
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 3, 2), LATER)
+
+    await order_side.reactions.snapshot_arrived(v1, one_of_a_sweep=True)
+    assert order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED) == [], "a sweep's answer asks nothing"
+
+    await order_side.reactions.snapshot_arrived(v1)
+    [asked] = order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED)
+    assert isinstance(asked.data, ProductDetailsRequested)
+    assert asked.data.product_id == CHAIR
+
+    await order_side.reactions.snapshot_arrived(newer(v1, quantity_available=3, updated_at=LATER))
+    assert len(order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED)) == 1, "completed: nothing more"

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from adapters.memory.faults import Outage
-from application.ports import Clock, StockChange
+from application.ports import CachePut, Clock, StockChange
 from domain.errors import CacheUnavailable
 from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
@@ -98,16 +98,18 @@ class InMemoryProductCache:
                 True,
             )
 
-    async def put(self, product: Product, *, partial: bool = False) -> bool:
+    async def put(self, product: Product, *, partial: bool = False) -> CachePut:
         self.outage.check()
         entry = self._live_entry(product.id)
         if entry is not None:
             stored, _, stored_partial = entry
+            if stored.version > product.version and stored_partial and not partial:
+                return CachePut.PATCHED_PAST
             same_but_completes = stored.version == product.version and stored_partial and not partial
             if stored.version >= product.version and not same_but_completes:
-                return False
+                return CachePut.KEPT
         self._entries[product.id] = (product, self.clock.monotonic() + self.ttl_s, partial)
-        return True
+        return CachePut.STORED
 
     async def active_ids(self) -> list[str]:
         self.outage.check()

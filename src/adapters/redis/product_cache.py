@@ -11,7 +11,7 @@ from adapters.redis.decoded import DecodedSnapshots
 from adapters.redis.keys import Keyspace
 from adapters.wire.converter import dumps, format_timestamp
 from adapters.wire.http_json import product_to_wire
-from application.ports import StockChange
+from application.ports import CachePut, StockChange
 from domain.errors import CacheUnavailable
 from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
@@ -54,6 +54,9 @@ local function put_one(key, index, version, json, ttl, active, id, partial, now_
   if stored then
     local stored_version = tonumber(stored['version'])
     local completes = stored_version == version and stored['partial'] == true and partial == '0'
+    if stored_version > version and stored['partial'] == true and partial == '0' then
+      return 2, now_ms
+    end
     if stored_version > version or (stored_version == version and not completes) then
       return 0, now_ms
     end
@@ -72,6 +75,8 @@ return stored
 )
 """KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
 partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
+Returns 1 when stored, 0 when not, 2 when not because a newer partial entry is there (a whole
+snapshot only: `CachePut.PATCHED_PAST`).
 An unreadable entry is overwritten rather than blocking every newer version until it expires.
 The active index is a sorted set scored by when each entry expires (the server's clock), so
 listing the live ones needs no look at every product key."""
@@ -84,7 +89,7 @@ for i = 1, #KEYS - 1 do
   local at, one = 2 + (i - 1) * 4, 0
   local version, json, active, id = tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
   one, now_ms = put_one(KEYS[i], index, version, json, ttl, active, id, partial, now_ms)
-  stored = stored + one
+  if one == 1 then stored = stored + 1 end
 end
 return stored
 """
@@ -203,6 +208,9 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """Members whose entry has expired are pruned in the same step as the listing."""
 
 
+_PUT_OUTCOMES = {0: CachePut.KEPT, 1: CachePut.STORED, 2: CachePut.PATCHED_PAST}
+
+
 class RedisProductCache:
     def __init__(self, client: RedisClient, keys: Keyspace, ttl_s: float) -> None:
         self.client = client
@@ -229,10 +237,11 @@ class RedisProductCache:
                 log.warning("cached product %s unreadable: %s", product_id, error)
         return found
 
-    async def put(self, product: Product, *, partial: bool = False) -> bool:
+    async def put(self, product: Product, *, partial: bool = False) -> CachePut:
         keys, args = self._put_call(product, partial)
         with translated(CacheUnavailable, self._unavailable):
-            return bool(await self.client.run(_PUT, keys, args))
+            outcome = int(await self.client.run(_PUT, keys, args))
+        return _PUT_OUTCOMES[outcome]
 
     async def put_many(self, products: Sequence[Product], *, partial: bool = False) -> None:
         if not products:
