@@ -9,11 +9,12 @@ What runs: a private redis-server (AOF, fsync always), a private nats-server wit
 What happens: products are seeded with plenty of stock; SOAK_CLIENTS clients (6) create orders
 without pause against both Order Service instances, each with its own Idempotency-Key, retried
 with the same key on a 5xx or a connection error (on the other instance); a product changer
-PATCHes prices, stock, both at once, names and statuses. Meanwhile a fault schedule runs, one
-fault at a time: NATS stopped and started, NATS SIGKILLed, Redis stopped and started, Redis
-SIGKILLed, the Product Service SIGTERMed / SIGKILLed and restarted, or SIGSTOPped for seconds
-(hung) and SIGCONTed. The load stops, everything is brought back, keys without a definite answer
-are sent once more, the system is given up to SOAK_SETTLE_SECONDS (90) to settle, then checked:
+PATCHes prices, stock, both at once, names (half of them with stock) and statuses. Meanwhile a
+fault schedule runs, one fault at a time: NATS stopped and started, NATS SIGKILLed, Redis
+stopped and started, Redis SIGKILLed, the Product Service SIGTERMed / SIGKILLed and restarted,
+or SIGSTOPped for seconds (hung) and SIGCONTed. The load stops, everything is brought back, keys
+without a definite answer are sent once more, the system is given up to SOAK_SETTLE_SECONDS (90)
+to settle, then checked:
 
 - every accepted order (201/200) reads back (GET, either instance) with the total accepted;
 - every accepted order's `order.created` is in ORDER_EVENTS exactly once, and none exists for an

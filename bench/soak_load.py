@@ -272,6 +272,8 @@ async def product_changer(
                 body = {"currentPrice": money(rng), "quantityAvailable": rng.randint(500_000, 1_000_000)}
             elif kind == "name":
                 body = {"name": f"Soak product renamed {rng.randint(0, 10**6)}"}
+                if rng.random() < 0.5:  # two events at one version: the renamed snapshot may come last
+                    body["quantityAvailable"] = rng.randint(500_000, 1_000_000)
             else:
                 live = [p for p in catalogue.flapping if p not in catalogue.discontinued]
                 pid = rng.choice(live)
