@@ -74,7 +74,9 @@ class ProductCache(Protocol):
         partial and this one is whole).
 
         `partial` marks a snapshot patched from an event carrying one aspect of a change: the
-        `product.updated` of the same version, which carries all of it, replaces it.
+        `product.updated` of the same version, which carries all of it, replaces it. A partial
+        snapshot changes no price (price changes go through `patch_prices`): it keeps the prices'
+        version of the entry it replaces.
         """
         ...
 
@@ -88,10 +90,11 @@ class ProductCache(Protocol):
         one step where the store allows.
 
         Returns, per product cached at a newer version than its change, that version's current
-        price; None when that version is a partial entry (patched from a snapshot older than the
-        change: its price may predate it, and no whole snapshot of an older version replaces
-        it any more). A product not cached, cached at the change's version, or further behind
-        is left alone (the `product.updated` of the version carries the whole snapshot).
+        price; None when that version is a partial entry whose prices are older than the change,
+        or of an unknown version (patched from a snapshot older than the change: its price may
+        predate it, and no whole snapshot of an older version replaces it any more). A product
+        not cached, cached at the change's version, or further behind is left alone (the
+        `product.updated` of the version carries the whole snapshot).
         """
         ...
 

@@ -74,9 +74,10 @@ class ProductEventReactions:
         await self._apply_prices(events)
 
     async def _apply_prices(self, events: Sequence[PriceChanged]) -> None:
-        """A newer partial entry's price may predate the change: the orders are re-validated at
-        the change's price, and the whole snapshot is asked for (the entry may miss the change,
-        and no older whole snapshot replaces it any more)."""
+        """A newer partial entry's price may predate the change (the cache cannot tell it is
+        newer): the orders are re-validated at the change's price, and the whole snapshot is
+        asked for (the entry may miss the change, and no older whole snapshot replaces it any
+        more). A late change under newer prices re-validates at those."""
         newer = await self.cache.patch_prices(events)
         await self.revalidate.each(
             {

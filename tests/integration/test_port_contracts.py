@@ -269,6 +269,50 @@ async def test_a_newer_partial_entry_tells_no_newer_price(backend: Backend) -> N
     assert await cache.patch_prices([a_price_change(v1, "1.00", "249.99", 2)]) == {"p-1": None}
 
 
+async def test_a_newer_partial_entry_tells_its_price_when_that_is_no_older_than_the_change(
+    backend: Backend,
+) -> None:
+    """A late price change (v3 here, after v4's whole snapshot and a reservation's v5) must not
+    re-validate orders at its stale price: the partial entry's prices are v4's, newer than it."""
+    cache = backend.cache(60)
+    v4 = a_product("p-1", version=4, current_price=Decimal("100.10"))
+    await cache.put(v4)
+    await cache.patch_stock([a_stock_change(v4, 11, 5)])
+
+    assert await cache.patch_prices([a_price_change(v4, "200.00", "249.99", 3)]) == {"p-1": Decimal("100.10")}
+    assert await cache.patch_prices([a_price_change(v4, "200.00", "249.99", 4)]) == {"p-1": Decimal("100.10")}
+
+
+async def test_the_price_version_follows_price_patches_and_survives_other_partial_writes(
+    backend: Backend,
+) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    await cache.put(v1)
+    await cache.patch_prices([a_price_change(v1, "5.00", "249.99", 2)])  # prices of v2
+    await cache.patch_stock([a_stock_change(v1, 11, 3)])
+    discontinued_v4 = newer(
+        newer(newer(v1, current_price=Decimal("5.00"), quantity_available=11)),
+        status=ProductStatus.DISCONTINUED,
+    )
+    assert await cache.put(discontinued_v4, partial=True) is CachePut.STORED
+
+    assert await cache.patch_prices([a_price_change(v1, "7.00", "249.99", 2)]) == {"p-1": Decimal("5.00")}
+    assert await cache.patch_prices([a_price_change(v1, "7.00", "249.99", 3)]) == {"p-1": None}
+
+
+async def test_a_partial_write_over_older_prices_keeps_telling_them_older(backend: Backend) -> None:
+    cache = backend.cache(60)
+    v1 = a_product("p-1")
+    await cache.put(v1)
+    await cache.patch_stock([a_stock_change(v1, 11, 2)])  # prices of v1
+    assert (
+        await cache.put(newer(newer(v1), status=ProductStatus.DISCONTINUED), partial=True) is CachePut.STORED
+    )
+
+    assert await cache.patch_prices([a_price_change(v1, "7.00", "249.99", 2)]) == {"p-1": None}
+
+
 async def test_stock_patches_apply_over_the_version_just_before_and_tell_who_is_behind(
     backend: Backend,
 ) -> None:

@@ -551,3 +551,20 @@ async def test_a_snapshot_patched_past_asks_again_unless_one_of_a_sweep(order_si
 
     await order_side.reactions.snapshot_arrived(newer(v1, quantity_available=3, updated_at=LATER))
     assert len(order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED)) == 1, "completed: nothing more"
+
+
+async def test_a_late_price_change_under_newer_prices_sends_no_order_to_review(order_side: OrderSide) -> None:
+    """The audit's case (session 6): prices went 100.10 -> 200.00 (v3) -> 100.10 (v4); an order
+    at 100.10 reserved stock (v5, patched over v4); then v3's price change came late."""
+    v4 = a_product(CHAIR, version=4, current_price=Decimal("100.10"), quantity_available=20)
+    order_side.lookup.add(v4)
+    await order_side.cache.put(v4)
+    order = await place(order_side, (CHAIR, 1))
+    await order_side.reactions.availability_changed(AvailabilityChanged(CHAIR, True, 19, 5), LATER)
+
+    await order_side.reactions.price_changed(
+        PriceChanged(CHAIR, Decimal("100.10"), Decimal("200.00"), v4.base_price, 3)
+    )
+
+    assert (await order_side.get_order(order.id)).flags == ()
+    assert order_side.publisher.of_type(PRODUCT_DETAILS_REQUESTED) == [], "v5's prices are v4's: known"

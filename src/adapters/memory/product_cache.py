@@ -15,22 +15,34 @@ from domain.events import PriceChanged
 from domain.products import Product, ProductStatus
 
 
+@attrs.frozen
+class _Entry:
+    product: Product
+    expires_at: float
+    partial: bool
+    """Patched from events carrying one aspect of a change: the whole snapshot of its version
+    replaces it (the Redis entry's `"partial": true`)."""
+    price_version: int
+    """The version whose price change the prices are from: the entry's own for a whole snapshot,
+    kept through the patches that change no price (the Redis entry's `priceVersion`)."""
+
+
 @attrs.define
 class InMemoryProductCache:
     clock: Clock
     ttl_s: float
     outage: Outage = attrs.field(factory=lambda: Outage(CacheUnavailable))
-    _entries: dict[str, tuple[Product, float, bool]] = attrs.field(factory=dict, init=False)
+    _entries: dict[str, _Entry] = attrs.field(factory=dict, init=False)
 
     def _live(self, product_id: str) -> Product | None:
         entry = self._live_entry(product_id)
-        return None if entry is None else entry[0]
+        return None if entry is None else entry.product
 
-    def _live_entry(self, product_id: str) -> tuple[Product, float, bool] | None:
+    def _live_entry(self, product_id: str) -> _Entry | None:
         entry = self._entries.get(product_id)
         if entry is None:
             return None
-        if entry[1] <= self.clock.monotonic():
+        if entry.expires_at <= self.clock.monotonic():
             del self._entries[product_id]
             return None
         return entry
@@ -54,11 +66,13 @@ class InMemoryProductCache:
                 change.product_id,
                 entry,
                 change.version,
+                change.version,
                 current_price=change.new_price,
                 base_price=change.base_price,
             )
-            if entry is not None and entry[0].version > change.version:
-                newer[change.product_id] = None if entry[2] else entry[0].current_price
+            if entry is not None and entry.product.version > change.version:
+                price_is_newer = entry.price_version >= change.version
+                newer[change.product_id] = entry.product.current_price if price_is_newer else None
         return newer
 
     async def patch_stock(self, changes: Sequence[StockChange]) -> set[str]:
@@ -68,7 +82,7 @@ class InMemoryProductCache:
             entry = self._live_entry(change.product_id)
             if entry is None:
                 continue
-            cached = entry[0]
+            cached = entry.product
             status_agrees = (cached.status is ProductStatus.ACTIVE and change.quantity_available > 0) == (
                 change.available
             )
@@ -81,34 +95,41 @@ class InMemoryProductCache:
                 change.product_id,
                 entry,
                 change.version,
+                entry.price_version,
                 quantity_available=change.quantity_available,
                 updated_at=change.updated_at,
             )
         return behind
 
     def _patch_over_previous(
-        self, product_id: str, entry: tuple[Product, float, bool] | None, version: int, **fields: Any
+        self, product_id: str, entry: _Entry | None, version: int, price_version: int, **fields: Any
     ) -> None:
         """`fields` and `version` stored as a partial snapshot when `entry` (the live one) holds
         the version just before it, or a partial one of that version (the scripts' `patchable`)."""
         if entry is not None and _patchable(entry, version):
-            self._entries[product_id] = (
-                attrs.evolve(entry[0], version=version, **fields),
+            self._entries[product_id] = _Entry(
+                attrs.evolve(entry.product, version=version, **fields),
                 self.clock.monotonic() + self.ttl_s,
-                True,
+                partial=True,
+                price_version=price_version,
             )
 
     async def put(self, product: Product, *, partial: bool = False) -> CachePut:
         self.outage.check()
         entry = self._live_entry(product.id)
+        price_version = product.version
         if entry is not None:
-            stored, _, stored_partial = entry
-            if stored.version > product.version and stored_partial and not partial:
+            stored = entry.product
+            if stored.version > product.version and entry.partial and not partial:
                 return CachePut.PATCHED_PAST
-            same_but_completes = stored.version == product.version and stored_partial and not partial
+            same_but_completes = stored.version == product.version and entry.partial and not partial
             if stored.version >= product.version and not same_but_completes:
                 return CachePut.KEPT
-        self._entries[product.id] = (product, self.clock.monotonic() + self.ttl_s, partial)
+            if partial:
+                price_version = entry.price_version  # a partial snapshot changes no price
+        self._entries[product.id] = _Entry(
+            product, self.clock.monotonic() + self.ttl_s, partial=partial, price_version=price_version
+        )
         return CachePut.STORED
 
     async def active_ids(self) -> list[str]:
@@ -117,6 +138,5 @@ class InMemoryProductCache:
         return [p.id for p in live if p is not None and p.status is ProductStatus.ACTIVE]
 
 
-def _patchable(entry: tuple[Product, float, bool], version: int) -> bool:
-    cached, _, partial = entry
-    return cached.version == version - 1 or (cached.version == version and partial)
+def _patchable(entry: _Entry, version: int) -> bool:
+    return entry.product.version == version - 1 or (entry.product.version == version and entry.partial)

@@ -60,6 +60,10 @@ local function put_one(key, index, version, json, ttl, active, id, partial, now_
     if stored_version > version or (stored_version == version and not completes) then
       return 0, now_ms
     end
+    local price_version = stored['priceVersion'] or (stored['partial'] ~= true and stored_version)
+    if partial == '1' and price_version then  -- a partial snapshot changes no price
+      json = string.sub(json, 1, -2) .. ',"priceVersion":' .. tonumber(price_version) .. '}'
+    end
   end
   return 1, store_entry(key, index, json, ttl, active == '1', id, now_ms)
 end
@@ -76,7 +80,8 @@ return stored
 """KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
 partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
 Returns 1 when stored, 0 when not, 2 when not because a newer partial entry is there (a whole
-snapshot only: `CachePut.PATCHED_PAST`).
+snapshot only: `CachePut.PATCHED_PAST`). A partial snapshot stored over an entry takes on its
+`priceVersion` (see `_PATCH_ONE`).
 An unreadable entry is overwritten rather than blocking every newer version until it expires.
 The active index is a sorted set scored by when each entry expires (the server's clock), so
 listing the live ones needs no look at every product key."""
@@ -105,7 +110,7 @@ local function patchable(stored, version)
   return stored_version == version - 1 or (stored_version == version and stored['partial'] == true)
 end
 
-local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms)
+local function patch_text(key, index, ttl, id, raw, stored, replacements, price_version, now_ms)
   if string.sub(raw, -1) ~= '}' then return now_ms end
   local json, count = raw, 0
   for r = 1, #replacements, 2 do
@@ -113,6 +118,12 @@ local function patch_text(key, index, ttl, id, raw, stored, replacements, now_ms
     if count ~= 1 then return now_ms end
   end
   if stored['partial'] ~= true then json = string.sub(json, 1, -2) .. ',"partial":true}' end
+  if price_version and stored['priceVersion'] then
+    json, count = string.gsub(json, '"priceVersion":%d+', '"priceVersion":' .. price_version)
+    if count ~= 1 then return now_ms end
+  elseif price_version then
+    json = string.sub(json, 1, -2) .. ',"priceVersion":' .. price_version .. '}'
+  end
   return store_entry(key, index, json, ttl, stored['status'] == 'ACTIVE', id, now_ms)
 end
 """
@@ -125,7 +136,10 @@ events at one version: the second one completes what the first one patched). `pa
 is stored as a partial entry (it yields to the whole snapshot of its version) and the active index
 follows its status. The fields are replaced in the stored text, which we wrote (compact JSON,
 flat, one key each; a `"` inside a string is escaped, so the patterns only meet keys): the
-untouched fields keep their exact text, where cjson would re-encode every number as a double."""
+untouched fields keep their exact text, where cjson would re-encode every number as a double.
+`price_version` (or nil: left as it is) is stored as `priceVersion`, the version whose price change
+the entry's prices are from; a whole snapshot's is its own version. A partial entry without one
+(patched over a partial entry without one) has prices of an unknown version."""
 
 _PATCH_PRICES = LuaScript(
     _PATCH_ONE
@@ -144,8 +158,9 @@ for i = 1, #KEYS - 1 do
         '"currentPrice":[-+.%deE]+', '"currentPrice":' .. current_price,
         '"basePrice":[-+.%deE]+', '"basePrice":' .. base_price,
         '"version":%d+', '"version":' .. version,
-      }, now_ms)
-    elseif stored_version > version and stored['partial'] == true then
+      }, version, now_ms)
+    elseif stored_version > version and stored['partial'] == true
+        and not ((tonumber(stored['priceVersion']) or 0) >= version) then
       newer[i] = 'partial'
     elseif stored_version > version then
       newer[i] = string.match(raw, '"currentPrice":([-+.%deE]+)') or ''
@@ -159,7 +174,7 @@ return newer
 base price and id of each change. A price change over the version just before it, read and
 written in one step (`_PATCH_ONE`): no snapshot crosses the wire either way. Returns, per change,
 the current price of a newer cached version, as stored, 'partial' when that version is a partial
-entry (its price may predate this change: patched from a snapshot older than it), or ''."""
+entry whose price may predate this change (its `priceVersion` is older, or unknown), or ''."""
 
 _PATCH_STOCK = LuaScript(
     _PATCH_ONE
@@ -182,7 +197,7 @@ for i = 1, #KEYS - 1 do
         '"quantityAvailable":%d+', '"quantityAvailable":' .. quantity,
         '"updatedAt":"[^"]*"', '"updatedAt":"' .. updated_at .. '"',
         '"version":%d+', '"version":' .. version,
-      }, now_ms)
+      }, stored['partial'] ~= true and stored_version or nil, now_ms)
     elseif stored_version < version - 1 then
       behind[i] = 1
     end
