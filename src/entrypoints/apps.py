@@ -45,6 +45,7 @@ from entrypoints.http.ops import (
     run_checks,
 )
 from entrypoints.http.parsing import MAX_BODY_BYTES
+from entrypoints.logs import tagged_lifecycle
 from entrypoints.openapi import order_openapi, product_openapi
 from entrypoints.settings import Settings
 
@@ -73,7 +74,7 @@ def create_order_app(
     metrics = service.core.metrics()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[metrics_middleware(metrics), prompt_lane_middleware, error_middleware],
+        middlewares=[metrics_middleware(metrics, "order-service"), prompt_lane_middleware, error_middleware],
     )
     app[order_api.ORDER_SERVICE] = service
     app[order_api.BACKGROUND] = BackgroundTasks()
@@ -85,7 +86,7 @@ def create_order_app(
     app[BEFORE_SCRAPE] = lambda: read_backlog_gauges(service.core.broker(), service.outbox(), metrics)
     app.router.add_routes(order_api.routes)
     add_ops_routes(app)
-    app.cleanup_ctx.append(order_lifecycle)
+    app.cleanup_ctx.append(tagged_lifecycle("order-service", order_lifecycle))
     return app
 
 
@@ -229,7 +230,11 @@ def create_product_app(
     metrics = service.core.metrics()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[metrics_middleware(metrics), prompt_lane_middleware, error_middleware],
+        middlewares=[
+            metrics_middleware(metrics, "product-service"),
+            prompt_lane_middleware,
+            error_middleware,
+        ],
     )
     app[product_api.PRODUCT_SERVICE] = service
     app[OUTBOX_WAKEUP] = OutboxWakeup()
@@ -240,7 +245,7 @@ def create_product_app(
     app[BEFORE_SCRAPE] = lambda: read_backlog_gauges(service.core.broker(), service.outbox(), metrics)
     app.router.add_routes(product_api.routes)
     add_ops_routes(app)
-    app.cleanup_ctx.append(product_lifecycle)
+    app.cleanup_ctx.append(tagged_lifecycle("product-service", product_lifecycle))
     return app
 
 

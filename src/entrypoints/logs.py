@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import structlog
+
+App = TypeVar("App")
+
+SERVICE: ContextVar[str | None] = ContextVar("service", default=None)
+"""The service a line comes from where one process runs both (embedded mode): each app's
+middleware sets it for a request, and `tagged_lifecycle` for the tasks its lifecycle starts.
+Unset, the process's own service names every line."""
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -37,7 +45,7 @@ def configure_logging(level: str, fmt: str, service: str, instance: str) -> None
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            lambda _, __, event: {**event, "service": service, "instance": instance},
+            lambda _, __, event: {**event, "service": SERVICE.get() or service, "instance": instance},
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -48,3 +56,26 @@ def configure_logging(level: str, fmt: str, service: str, instance: str) -> None
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def tagged_lifecycle(
+    service: str, lifecycle: Callable[[App], AsyncIterator[None]]
+) -> Callable[[App], AsyncIterator[None]]:
+    """`lifecycle` (a `cleanup_ctx` generator) run with `SERVICE` set: the lines it logs, and
+    those of the tasks it starts (they copy the context they are created in), name `service`."""
+
+    async def run(app: App) -> AsyncIterator[None]:
+        steps = lifecycle(app)
+        token = SERVICE.set(service)
+        try:
+            await anext(steps)
+        finally:
+            SERVICE.reset(token)
+        yield
+        token = SERVICE.set(service)
+        try:
+            await anext(steps, None)
+        finally:
+            SERVICE.reset(token)
+
+    return run

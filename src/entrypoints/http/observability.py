@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from adapters.metrics import ServiceMetrics
+from entrypoints.logs import SERVICE
 
 log = logging.getLogger("http")
 
@@ -25,9 +26,12 @@ def route_template(request: web.Request) -> str:
     return resource.canonical
 
 
-def metrics_middleware(metrics: ServiceMetrics) -> Middleware:
+def metrics_middleware(metrics: ServiceMetrics, service: str) -> Middleware:
+    """`service` names the request's log lines (`SERVICE`): one process may serve both."""
+
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        SERVICE.set(service)  # the request's own task: nothing to reset
         started = time.perf_counter()
         status = 500
         try:

@@ -1,0 +1,73 @@
+"""Log lines name the service they come from, also where one process runs both (embedded mode)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from entrypoints.logs import SERVICE, configure_logging
+
+from .running import start, stop
+
+
+@pytest.fixture
+def json_lines(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Logging as `order-service` (what the embedded mode's process configures); the lines read
+    back. Configured on first use: capsys captures from the test's call on, not its setup."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+
+    try:
+        yield lines
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def log_as_the_embedded_process() -> None:
+    configure_logging("INFO", "json", "order-service", "unit")
+
+
+async def test_each_service_names_its_own_request_lines_in_one_process(
+    json_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    log_as_the_embedded_process()
+    running = await start()
+    try:
+        await running.product.get("/health")
+        await running.order.get("/health")
+        await running.product.get("/api/v1/products/no-such-product")
+    finally:
+        await stop(running)
+
+    requests = [(line["route"], line["service"]) for line in json_lines() if "route" in line]
+    assert ("/api/v1/products/{id}", "product-service") in requests
+    assert requests.count(("/health", "product-service")) >= 1
+    assert requests.count(("/health", "order-service")) == 1
+    assert {service for route, service in requests if route.startswith("/api/v1/products")} == {
+        "product-service"
+    }
+
+
+def test_a_line_outside_any_app_names_the_process_service(
+    json_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    log_as_the_embedded_process()
+    logging.getLogger("unit").warning("outside")
+    token = SERVICE.set("product-service")
+    try:
+        logging.getLogger("unit").warning("inside")
+    finally:
+        SERVICE.reset(token)
+
+    assert [(line["event"], line["service"]) for line in json_lines()] == [
+        ("outside", "order-service"),
+        ("inside", "product-service"),
+    ]
