@@ -29,6 +29,8 @@ from tenacity import (
     wait_random,
 )
 
+from adapters.correlation import CORRELATION_ID
+from adapters.correlation import HEADER as CORRELATION_HEADER
 from adapters.metrics import ServiceMetrics
 from adapters.wire.converter import loads, structure_or_reject
 from adapters.wire.http_json import RESPONSES
@@ -294,7 +296,9 @@ class HttpProductClient:
         started = time.perf_counter()
         outcome = "error"
         try:
-            async with self._session.request(method, path, json=payload) as response:
+            correlation_id = CORRELATION_ID.get()
+            headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+            async with self._session.request(method, path, json=payload, headers=headers) as response:
                 body = await response.read()
                 outcome = outcome_of(response.status)
                 if response.status == 429:

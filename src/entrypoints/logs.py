@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from adapters.correlation import CORRELATION_ID
+
 App = TypeVar("App")
 
 SERVICE: ContextVar[str | None] = ContextVar("service", default=None)
@@ -30,6 +32,13 @@ def _record_extras(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def _correlation_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The request's correlation id on every line logged while serving it."""
+    if "correlationId" not in event and (correlation_id := CORRELATION_ID.get()) is not None:
+        event["correlationId"] = correlation_id
+    return event
+
+
 def configure_logging(level: str, fmt: str, service: str, instance: str) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -46,6 +55,7 @@ def configure_logging(level: str, fmt: str, service: str, instance: str) -> None
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             lambda _, __, event: {**event, "service": SERVICE.get() or service, "instance": instance},
+            _correlation_id,
             structlog.processors.format_exc_info,
             renderer,
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,3 +72,31 @@ def test_a_line_outside_any_app_names_the_process_service(
         ("outside", "order-service"),
         ("inside", "product-service"),
     ]
+
+
+async def test_a_correlation_id_follows_the_order_into_the_product_service(
+    json_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    log_as_the_embedded_process()
+    running = await start()
+    try:
+        product = await running.create_product(name="Mug")
+        json_lines()  # what came before
+        order = {"userId": "u-1", "items": [{"productId": product["id"], "quantity": 1}]}
+        given = await running.order.post("/api/v1/orders", json=order, headers={"X-Correlation-Id": "corr-1"})
+        minted = await running.order.post("/api/v1/orders", json=order)
+        smuggled = await running.order.get("/health", headers={"X-Correlation-Id": "a b\tc"})
+    finally:
+        await stop(running)
+
+    assert (given.status, given.headers["X-Correlation-Id"]) == (201, "corr-1")
+    assert minted.status == 201
+    minted_id = minted.headers["X-Correlation-Id"]
+    assert re.fullmatch("[0-9a-f]{32}", minted_id), minted_id
+    assert smuggled.headers["X-Correlation-Id"] not in ("a b\tc", "", minted_id)
+    requests = [
+        (line["service"], line["route"], line["correlationId"]) for line in json_lines() if "route" in line
+    ]
+    for correlation_id in ("corr-1", minted_id):
+        assert ("order-service", "/api/v1/orders", correlation_id) in requests
+        assert ("product-service", "/api/v1/products/batch", correlation_id) in requests

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from adapters.correlation import CORRELATION_ID
+from adapters.correlation import HEADER as CORRELATION_HEADER
 from adapters.metrics import ServiceMetrics
 from entrypoints.logs import SERVICE
 
 log = logging.getLogger("http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+"""What a caller's `X-Correlation-Id` may be (a UUID, a W3C trace id, a ULID...); anything else
+is replaced, so that a log line or a header never carries what a caller smuggled in."""
+
+
+def correlation_id_of(request: web.Request) -> str:
+    given = request.headers.get(CORRELATION_HEADER, "")
+    return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def route_template(request: web.Request) -> str:
@@ -32,11 +45,15 @@ def metrics_middleware(metrics: ServiceMetrics, service: str) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         SERVICE.set(service)  # the request's own task: nothing to reset
+        correlation_id = correlation_id_of(request)
+        CORRELATION_ID.set(correlation_id)
         started = time.perf_counter()
         status = 500
         try:
             response = await handler(request)
             status = response.status
+            if not response.prepared:
+                response.headers[CORRELATION_HEADER] = correlation_id
             return response
         except web.HTTPException as http_error:
             status = http_error.status
@@ -56,7 +73,7 @@ def metrics_middleware(metrics: ServiceMetrics, service: str) -> Middleware:
                     "route": route,
                     "status": status,
                     "elapsedMs": round(elapsed * 1000, 2),
-                    "correlationId": request.headers.get("X-Correlation-Id"),
+                    "correlationId": correlation_id,
                 },
             )
 
