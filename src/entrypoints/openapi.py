@@ -270,15 +270,38 @@ def _ops_paths() -> dict[str, Any]:
 
 
 def _document(title: str, description: str, paths: dict[str, Any], security: bool) -> dict[str, Any]:
-    components: dict[str, Any] = {"schemas": SCHEMAS}
+    paths = {**paths, **_ops_paths()}
+    components: dict[str, Any] = {"schemas": _schemas_used_by(paths)}
     if security:
         components["securitySchemes"] = {"adminToken": {"type": "http", "scheme": "bearer"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1.0.0", "description": description},
-        "paths": {**paths, **_ops_paths()},
+        "paths": paths,
         "components": components,
     }
+
+
+def _schemas_used_by(paths: dict[str, Any]) -> dict[str, Any]:
+    """The schemas `paths` refer to, directly or through other schemas: each service's
+    document holds its own (the Product Service's no Order)."""
+    used: dict[str, Any] = {}
+    waiting = _refs_in(paths)
+    while waiting:
+        name = waiting.pop()
+        if name not in used:
+            used[name] = SCHEMAS[name]
+            waiting |= _refs_in(SCHEMAS[name])
+    return {name: SCHEMAS[name] for name in SCHEMAS if name in used}
+
+
+def _refs_in(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {ref.rsplit("/", 1)[1] for key, ref in node.items() if key == "$ref" and isinstance(ref, str)}
+        return found.union(*(_refs_in(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs_in(item) for item in node))
+    return set()
 
 
 def order_openapi() -> dict[str, Any]:

@@ -7,6 +7,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from entrypoints import Settings, create_order_app, create_product_app
 from entrypoints.http.order_api import ORDER_SERVICE
+from entrypoints.openapi import order_openapi, product_openapi
 
 
 async def test_the_order_app_works_mounted_under_a_prefix_of_a_host_app() -> None:
@@ -26,6 +27,12 @@ async def test_the_order_app_works_mounted_under_a_prefix_of_a_host_app() -> Non
             assert (await response.json())["error"]["code"] == "product_not_found"
         async with client.get("/orders-svc/metrics") as response:
             assert 'route="/orders-svc/api/v1/orders",status="422"' in await response.text()
+        async with client.get("/orders-svc/openapi.json") as response:
+            document = await response.json()
+            assert document["servers"] == [{"url": "/orders-svc"}], "its paths are under the prefix"
+            assert "/api/v1/orders" in document["paths"]
+        async with client.session.get(str(product.make_url("/openapi.json"))) as response:
+            assert "servers" not in await response.json(), "served at the root: no prefix to tell"
     finally:
         await client.close()
         await product.close()
@@ -38,3 +45,9 @@ def test_two_apps_built_in_one_process_share_no_state() -> None:
     assert a.cache() is not b.cache()
     assert a.core.broker() is not b.core.broker()
     assert a.core.metrics().registry is not b.core.metrics().registry
+
+
+def test_each_service_documents_only_the_schemas_its_routes_use() -> None:
+    assert "Order" not in product_openapi()["components"]["schemas"]
+    assert "NewProduct" not in order_openapi()["components"]["schemas"]
+    assert {"Error", "Product"} <= set(product_openapi()["components"]["schemas"])

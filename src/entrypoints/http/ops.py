@@ -73,7 +73,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])
+    """Mounted under a prefix (INTERFACE §7), the document says so in `servers`: its paths are
+    the app's own."""
+    document = request.app[OPENAPI]
+    canonical = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    prefix = canonical.removesuffix("/openapi.json")
+    if prefix:
+        document = {**document, "servers": [{"url": prefix}]}
+    return json_response(document)
 
 
 def add_ops_routes(app: web.Application) -> None:
