@@ -18,11 +18,13 @@ from adapters.memory.small_ports import InMemoryProcessedEvents
 from adapters.wire.event_json import encode
 from domain.errors import InvalidRequest, StoreUnavailable
 from domain.events import (
+    ORDER_CREATED,
     PRODUCT_AVAILABILITY_CHANGED,
     PRODUCT_CREATED,
     PRODUCT_DETAILS_PROVIDED,
     PRODUCT_DETAILS_REQUESTED,
     PRODUCT_DISCONTINUED,
+    PRODUCT_PRICE_CHANGED,
     PRODUCT_UPDATED,
     AvailabilityChanged,
     Envelope,
@@ -168,7 +170,7 @@ async def test_poison_goes_to_the_dead_letter_subject_and_the_consumer_goes_on(
     assert letter["payload"] == (kept.decode() if payload.isascii() else None)
     assert letter["payloadTruncated"] is (kept != payload)
     assert letter["payloadBytes"] == len(payload)
-    assert rig.processed("unknown", "dead_letter") == 1
+    assert rig.processed(PRODUCT_CREATED, "dead_letter") == 1
     await rig.publish(PRODUCT_CREATED, encode(created()))
     await eventually(rig.cached)
 
@@ -198,7 +200,7 @@ async def test_a_dead_letter_fits_on_the_bus_however_large_the_poison(rig: Rig, 
     assert base64.b64decode(letter["payloadBase64"]) == payload[:kept]
     assert letter["payload"] == (payload[:kept].decode() if payload.isascii() else None)
     assert letter["reason"]
-    assert rig.processed("unknown", "dead_letter") == 1
+    assert rig.processed(PRODUCT_CREATED, "dead_letter") == 1
 
 
 async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig) -> None:
@@ -349,6 +351,39 @@ class FakeDelivery:
 
     async def term(self) -> None:
         self.settled_as.append("term")
+
+
+@pytest.mark.parametrize(
+    ("subject", "label"),
+    [
+        pytest.param(PRODUCT_PRICE_CHANGED, PRODUCT_PRICE_CHANGED, id="price-changed"),
+        pytest.param(PRODUCT_UPDATED, PRODUCT_UPDATED, id="updated"),
+        pytest.param(PRODUCT_CREATED, PRODUCT_CREATED, id="created"),
+        pytest.param(ORDER_CREATED, ORDER_CREATED, id="order-created"),
+        pytest.param(f"{PRODUCT_DETAILS_PROVIDED}.instance-1", PRODUCT_DETAILS_PROVIDED, id="reply-subject"),
+        pytest.param("product.exploded", "unknown", id="unknown-subject"),
+        pytest.param("product", "unknown", id="a-type-prefix"),
+    ],
+)
+async def test_a_dead_letter_is_counted_under_the_type_of_its_subject(
+    order_side: OrderSide, subject: str, label: str
+) -> None:
+    broker = InMemoryBroker()
+    consumer = EventConsumer(
+        name="order-service",
+        handlers=order_service_handlers(order_side.reactions, order_side.pending),
+        broker=broker,
+        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+    )
+    poison = FakeDelivery(subject, b"{not json")
+
+    await consumer.handle_batch([poison])
+
+    assert poison.settled_as == ["term"]
+    assert len(broker.on_subject(f"deadletter.{subject}")) == 1
+    assert order_side.sample("events_processed_total", type=label, outcome="dead_letter") == 1
 
 
 @attrs.define
