@@ -227,6 +227,12 @@ def test_events_that_can_never_be_handled_are_undecodable(changes: dict[str, Any
         decode(wire_event(**changes))
 
 
+def test_an_undecodable_event_says_which_rule_its_data_broke() -> None:
+    bad_version = {"productId": CHAIR, "oldPrice": 10, "newPrice": 12, "basePrice": 12, "version": 0}
+    with pytest.raises(UndecodableEvent, match="version must be 1 or more, got 0"):
+        decode(wire_event(data=bad_version))
+
+
 order_requests = st.builds(
     CreateOrderRequest,
     user_id=ids,
