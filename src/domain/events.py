@@ -6,9 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 
 import attrs
+from attrs.validators import deep_iterable, optional
 
 from domain.money import normalize_money
-from domain.products import Product, check_money, check_version
+from domain.products import Product, check_carried_product, check_money, check_product_id, check_version
 
 PRODUCT_CREATED = "product.created"
 PRODUCT_UPDATED = "product.updated"
@@ -24,19 +25,19 @@ PRODUCT_BATCH_DETAILS_PROVIDED = "product.batch_details_provided"
 
 @attrs.frozen
 class ProductCreated:
-    product_id: str
-    product: Product
+    product_id: str = attrs.field(validator=check_product_id)
+    product: Product = attrs.field(validator=check_carried_product)
 
 
 @attrs.frozen
 class ProductUpdated:
-    product_id: str
-    product: Product
+    product_id: str = attrs.field(validator=check_product_id)
+    product: Product = attrs.field(validator=check_carried_product)
 
 
 @attrs.frozen
 class PriceChanged:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     old_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
     new_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
     base_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
@@ -45,13 +46,13 @@ class PriceChanged:
 
 @attrs.frozen
 class ProductDiscontinued:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     version: int = attrs.field(validator=check_version)
 
 
 @attrs.frozen
 class AvailabilityChanged:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     available: bool
     quantity_available: int = attrs.field(validator=attrs.validators.ge(0))
     version: int = attrs.field(validator=check_version)
@@ -59,7 +60,7 @@ class AvailabilityChanged:
 
 @attrs.frozen
 class OrderCreatedItem:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     variant_id: str | None
     quantity: int = attrs.field(validator=attrs.validators.ge(1))
     unit_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
@@ -76,21 +77,21 @@ class OrderCreated:
 
 @attrs.frozen
 class ProductDetailsRequested:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     request_id: str
     callback_event: str
 
 
 @attrs.frozen
 class ProductDetailsProvided:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     request_id: str
-    product_details: Product | None
+    product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
 
 @attrs.frozen
 class ProductBatchDetailsRequested:
-    product_ids: tuple[str, ...]
+    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
     callback_event: str
     refresh_mode: bool | None = None
@@ -98,9 +99,11 @@ class ProductBatchDetailsRequested:
 
 @attrs.frozen
 class ProductBatchDetailsProvided:
-    product_ids: tuple[str, ...]
+    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
-    products: tuple[Product, ...]
+    products: tuple[Product, ...] = attrs.field(
+        validator=deep_iterable(member_validator=check_carried_product)
+    )
 
 
 EventData = (

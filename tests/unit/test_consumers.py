@@ -119,6 +119,12 @@ def raw_created(**changes: Any) -> bytes:
     return json.dumps(wire).encode()
 
 
+def raw_created_for(product_id: str) -> bytes:
+    wire = json.loads(encode(created()))
+    wire["data"]["productId"] = product_id
+    return json.dumps(wire).encode()
+
+
 async def test_an_event_is_applied_then_acked(rig: Rig) -> None:
     await rig.publish(PRODUCT_CREATED, encode(created()))
     await eventually(lambda: rig.processed(PRODUCT_CREATED, "ack") == 1)
@@ -150,6 +156,8 @@ POISON = [
     pytest.param(raw_created(dataVersion="9.9"), "unknown dataVersion", id="unknown-data-version"),
     pytest.param(raw_created(data={"productId": CHAIR}), "invalid product.created", id="missing-data-fields"),
     pytest.param(raw_created(type="product.exploded"), "unknown event type", id="unknown-type"),
+    pytest.param(raw_created_for(""), "128 characters", id="empty-product-id"),
+    pytest.param(raw_created_for("p" * 129), "128 characters", id="overlong-product-id"),
     pytest.param(b"[" * 50_000 + b"]" * 50_000, "not UTF-8 JSON", id="nested-too-deep"),
     pytest.param(b'{"id": 1e99999999999999999999}', "not UTF-8 JSON", id="number-out-of-range"),
 ]

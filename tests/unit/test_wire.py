@@ -293,3 +293,78 @@ def test_a_field_equal_in_value_but_not_in_type_is_checked_afresh() -> None:
     decode(details_reply(version=1))
     with pytest.raises(UndecodableEvent):
         decode(details_reply(version=True))  # True == 1, yet never an integer on this wire
+
+
+def product_wire(product_id: str = CHAIR) -> dict[str, Any]:
+    wire: dict[str, Any] = json.loads(dumps(product_to_wire(a_product(CHAIR))))
+    return {**wire, "id": product_id}
+
+
+def order_created_data(product_id: str) -> dict[str, Any]:
+    item = {"productId": product_id, "variantId": None, "quantity": 1, "unitPrice": 10}
+    return {
+        "orderId": "o-1",
+        "userId": "u-1",
+        "items": [{**item, "productId": CHAIR}, item],
+        "totalAmount": 20,
+        "timestamp": "2026-11-23T10:00:00Z",
+    }
+
+
+PRODUCT_ID_PLACES: dict[str, tuple[str, Any]] = {
+    "price_changed": (
+        "product.price_changed",
+        lambda p: {"productId": p, "oldPrice": 10, "newPrice": 12, "basePrice": 12, "version": 2},
+    ),
+    "discontinued": ("product.discontinued", lambda p: {"productId": p, "version": 2}),
+    "availability_changed": (
+        "product.availability_changed",
+        lambda p: {"productId": p, "available": True, "quantityAvailable": 1, "version": 2},
+    ),
+    "created.productId": ("product.created", lambda p: {"productId": p, "product": product_wire()}),
+    "updated.product.id": ("product.updated", lambda p: {"productId": CHAIR, "product": product_wire(p)}),
+    "order_created.items": ("order.created", order_created_data),
+    "details_requested": (
+        "product.details_requested",
+        lambda p: {"productId": p, "requestId": "r-1", "callbackEvent": "product.details_provided"},
+    ),
+    "details_provided.productId": (
+        "product.details_provided",
+        lambda p: {"productId": p, "requestId": "r-1", "productDetails": None},
+    ),
+    "details_provided.productDetails.id": (
+        "product.details_provided",
+        lambda p: {"productId": CHAIR, "requestId": "r-1", "productDetails": product_wire(p)},
+    ),
+    "batch_requested.productIds": (
+        "product.batch_details_requested",
+        lambda p: {
+            "productIds": [CHAIR, p],
+            "requestId": "r-1",
+            "callbackEvent": "product.batch_details_provided",
+        },
+    ),
+    "batch_provided.productIds": (
+        "product.batch_details_provided",
+        lambda p: {"productIds": [p], "requestId": "r-1", "products": []},
+    ),
+    "batch_provided.products.id": (
+        "product.batch_details_provided",
+        lambda p: {"productIds": [CHAIR], "requestId": "r-1", "products": [product_wire(), product_wire(p)]},
+    ),
+}
+MAX_PRODUCT_ID = "p" * 128
+
+
+@pytest.mark.parametrize("place", PRODUCT_ID_PLACES)
+def test_a_product_id_of_up_to_128_characters_decodes(place: str) -> None:
+    event_type, data = PRODUCT_ID_PLACES[place]
+    decode(wire_event(type=event_type, data=data(MAX_PRODUCT_ID)))
+
+
+@pytest.mark.parametrize("product_id", ["", MAX_PRODUCT_ID + "p"], ids=["empty", "129-characters"])
+@pytest.mark.parametrize("place", PRODUCT_ID_PLACES)
+def test_an_empty_or_overlong_product_id_in_event_data_is_undecodable(place: str, product_id: str) -> None:
+    event_type, data = PRODUCT_ID_PLACES[place]
+    with pytest.raises(UndecodableEvent, match="128 characters"):
+        decode(wire_event(type=event_type, data=data(product_id)))
