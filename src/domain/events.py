@@ -22,6 +22,38 @@ PRODUCT_DETAILS_PROVIDED = "product.details_provided"
 PRODUCT_BATCH_DETAILS_REQUESTED = "product.batch_details_requested"
 PRODUCT_BATCH_DETAILS_PROVIDED = "product.batch_details_provided"
 
+CALLBACK_ROOT = "product"
+"""Replies are product events: a callback subject must be one the PRODUCT_EVENTS stream holds."""
+MAX_CALLBACK_LENGTH = 256
+"""Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
+(nats-server: 4 KiB) is not refused but drops the publisher's connection."""
+
+
+def is_callback_subject(value: str) -> bool:
+    """A subject a reply can be published on and kept: a literal one (dot-separated non-empty
+    tokens, no whitespace or control character, no `*` or `>`) under `product.`."""
+    root, _, rest = value.partition(".")
+    return (
+        root == CALLBACK_ROOT
+        and len(value) <= MAX_CALLBACK_LENGTH
+        and all(token and _is_literal(token) for token in rest.split("."))
+    )
+
+
+def _is_literal(token: str) -> bool:
+    return (
+        "*" not in token and ">" not in token and token.isprintable() and not any(c.isspace() for c in token)
+    )
+
+
+def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    """An attrs validator: a request that names no subject a reply can be kept on can never be answered."""
+    if not is_callback_subject(value):
+        raise ValueError(
+            f"{attribute.name} must be a literal subject under {CALLBACK_ROOT}. (non-empty tokens joined by"
+            f" dots, no whitespace, * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
+        )
+
 
 @attrs.frozen
 class ProductCreated:
@@ -79,7 +111,7 @@ class OrderCreated:
 class ProductDetailsRequested:
     product_id: str = attrs.field(validator=check_product_id)
     request_id: str
-    callback_event: str
+    callback_event: str = attrs.field(validator=check_callback_subject)
 
 
 @attrs.frozen
@@ -93,7 +125,7 @@ class ProductDetailsProvided:
 class ProductBatchDetailsRequested:
     product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
-    callback_event: str
+    callback_event: str = attrs.field(validator=check_callback_subject)
     refresh_mode: bool | None = None
 
 

@@ -15,6 +15,7 @@ import pytest
 from adapters.broker import ConsumerSpec, Delivery, matches_any
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.small_ports import InMemoryProcessedEvents
+from adapters.metrics import ServiceMetrics
 from adapters.wire.event_json import encode
 from domain.errors import InvalidRequest, StoreUnavailable
 from domain.events import (
@@ -45,7 +46,7 @@ from entrypoints.event_routing import (
 from .builders import CHAIR, a_product, an_envelope
 from .fakes import START
 from .polling import eventually
-from .wiring import OrderSide, build_order_side, build_product_side
+from .wiring import OrderSide, ProductSide, build_order_side, build_product_side
 
 MAX_DELIVER = 3
 
@@ -212,7 +213,9 @@ async def test_a_dead_letter_fits_on_the_bus_however_large_the_poison(rig: Rig, 
 
 
 async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig) -> None:
-    request = an_envelope("e-2", ProductDetailsRequested(CHAIR, "r", "cb"), source="order-service")
+    request = an_envelope(
+        "e-2", ProductDetailsRequested(CHAIR, "r", "product.details_provided"), source="order-service"
+    )
     await rig.publish(PRODUCT_DETAILS_REQUESTED, encode(request))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_DETAILS_REQUESTED)) == 1)
     assert "does not handle" in rig.dead_letters(PRODUCT_DETAILS_REQUESTED)[0]["reason"]
@@ -392,6 +395,39 @@ async def test_a_dead_letter_is_counted_under_the_type_of_its_subject(
     assert poison.settled_as == ["term"]
     assert len(broker.on_subject(f"deadletter.{subject}")) == 1
     assert order_side.sample("events_processed_total", type=label, outcome="dead_letter") == 1
+
+
+@pytest.mark.parametrize("callback", ["has space", "nowhere.reply", "product.>", ""])
+async def test_a_request_that_can_never_be_answered_is_dead_lettered_at_once(
+    product_side: ProductSide, callback: str
+) -> None:
+    broker = InMemoryBroker()
+    metrics = ServiceMetrics()
+    consumer = EventConsumer(
+        name="product-service",
+        handlers=product_service_handlers(product_side.catalog, product_side.answer),
+        broker=broker,
+        processed=InMemoryProcessedEvents(clock=product_side.clock, ttl_s=3600),
+        metrics=metrics,
+        clock=product_side.clock,
+    )
+    wire = json.loads(
+        encode(an_envelope("e-1", ProductDetailsRequested(CHAIR, "r-1", "product.details_provided")))
+    )
+    wire["data"]["callbackEvent"] = callback
+    request = FakeDelivery(PRODUCT_DETAILS_REQUESTED, json.dumps(wire).encode())
+
+    await consumer.handle_batch([request])
+
+    assert request.settled_as == ["term"]
+    [letter] = [json.loads(m.data) for m in broker.on_subject(f"deadletter.{PRODUCT_DETAILS_REQUESTED}")]
+    assert "callback_event must be a literal subject under product." in letter["reason"]
+    assert letter["attempts"] == 1
+    assert product_side.publisher.published == []
+    dead = metrics.registry.get_sample_value(
+        "events_processed_total", {"type": PRODUCT_DETAILS_REQUESTED, "outcome": "dead_letter"}
+    )
+    assert dead == 1
 
 
 @attrs.define

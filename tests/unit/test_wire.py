@@ -20,6 +20,7 @@ from domain.events import (
     PriceChanged,
     ProductBatchDetailsRequested,
     ProductDetailsProvided,
+    ProductDetailsRequested,
 )
 from domain.orders import Order
 from domain.pricing import DiscrepancyResult, PriceDiscrepancy
@@ -130,7 +131,7 @@ def test_optional_refresh_mode_is_left_out_when_unset() -> None:
         "1.0",
         START,
         "c",
-        ProductBatchDetailsRequested(("a",), "r", "cb"),
+        ProductBatchDetailsRequested(("a",), "r", "product.batch_details_provided"),
     )
     assert "refreshMode" not in envelope_to_wire(envelope)["data"]
     assert decode(encode(envelope)) == envelope
@@ -368,3 +369,61 @@ def test_an_empty_or_overlong_product_id_in_event_data_is_undecodable(place: str
     event_type, data = PRODUCT_ID_PLACES[place]
     with pytest.raises(UndecodableEvent, match="128 characters"):
         decode(wire_event(type=event_type, data=data(product_id)))
+
+
+def details_request(event_type: str, callback: object) -> bytes:
+    if event_type == "product.details_requested":
+        data = {"productId": CHAIR, "requestId": "r-1", "callbackEvent": callback}
+    else:
+        data = {"productIds": [CHAIR], "requestId": "r-1", "callbackEvent": callback}
+    return wire_event(type=event_type, data=data)
+
+
+REQUEST_TYPES = ["product.details_requested", "product.batch_details_requested"]
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "product.details_provided",
+        "product.details_provided.order-1",
+        "product.batch_details_provided.0f3a9c2b7d1e",
+        "product.réponses.ünïcode",
+    ],
+)
+def test_a_request_answered_on_a_literal_product_subject_decodes(event_type: str, callback: str) -> None:
+    data = decode(details_request(event_type, callback)).data
+    assert isinstance(data, ProductDetailsRequested | ProductBatchDetailsRequested)
+    assert data.callback_event == callback
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize(
+    "callback",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("has space", id="space"),
+        pytest.param("product.details_provided x", id="space-in-a-token"),
+        pytest.param("product.details_provided\r\nPUB x 1", id="crlf"),
+        pytest.param("product.a\tb", id="tab"),
+        pytest.param("product.a\x00b", id="control-character"),
+        pytest.param("nowhere.reply", id="no-stream-holds-it"),
+        pytest.param("order.created", id="another-stream"),
+        pytest.param("products.x", id="not-the-product-token"),
+        pytest.param("product", id="the-stream-root-only"),
+        pytest.param("product.", id="empty-last-token"),
+        pytest.param("product..x", id="empty-middle-token"),
+        pytest.param(".product.x", id="empty-first-token"),
+        pytest.param("product.>", id="full-wildcard"),
+        pytest.param("product.*", id="token-wildcard"),
+        pytest.param("product.*.x", id="token-wildcard-inside"),
+        pytest.param("product.a>", id="wildcard-character-in-a-token"),
+        pytest.param("product." + "x" * 300, id="overlong"),
+    ],
+)
+def test_a_request_whose_callback_can_never_be_published_is_undecodable(
+    event_type: str, callback: str
+) -> None:
+    with pytest.raises(UndecodableEvent, match="callback_event must be a literal subject under product"):
+        decode(details_request(event_type, callback))
