@@ -6,9 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 
 import attrs
+from attrs.validators import deep_iterable, optional
 
 from domain.money import normalize_money
-from domain.products import Product, check_money, check_version
+from domain.products import Product, check_carried_product, check_money, check_product_id, check_version
 
 PRODUCT_CREATED = "product.created"
 PRODUCT_UPDATED = "product.updated"
@@ -21,22 +22,54 @@ PRODUCT_DETAILS_PROVIDED = "product.details_provided"
 PRODUCT_BATCH_DETAILS_REQUESTED = "product.batch_details_requested"
 PRODUCT_BATCH_DETAILS_PROVIDED = "product.batch_details_provided"
 
+CALLBACK_ROOT = "product"
+"""Replies are product events: a callback subject must be one the PRODUCT_EVENTS stream holds."""
+MAX_CALLBACK_LENGTH = 256
+"""Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
+(nats-server: 4 KiB) is not refused but drops the publisher's connection."""
+
+
+def is_callback_subject(value: str) -> bool:
+    """A subject a reply can be published on and kept: a literal one (dot-separated non-empty
+    tokens, no whitespace or control character, no `*` or `>`) under `product.`."""
+    root, _, rest = value.partition(".")
+    return (
+        root == CALLBACK_ROOT
+        and len(value) <= MAX_CALLBACK_LENGTH
+        and all(token and _is_literal(token) for token in rest.split("."))
+    )
+
+
+def _is_literal(token: str) -> bool:
+    return (
+        "*" not in token and ">" not in token and token.isprintable() and not any(c.isspace() for c in token)
+    )
+
+
+def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    """An attrs validator: a request that names no subject a reply can be kept on can never be answered."""
+    if not is_callback_subject(value):
+        raise ValueError(
+            f"{attribute.name} must be a literal subject under {CALLBACK_ROOT}. (non-empty tokens joined by"
+            f" dots, no whitespace, * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
+        )
+
 
 @attrs.frozen
 class ProductCreated:
-    product_id: str
-    product: Product
+    product_id: str = attrs.field(validator=check_product_id)
+    product: Product = attrs.field(validator=check_carried_product)
 
 
 @attrs.frozen
 class ProductUpdated:
-    product_id: str
-    product: Product
+    product_id: str = attrs.field(validator=check_product_id)
+    product: Product = attrs.field(validator=check_carried_product)
 
 
 @attrs.frozen
 class PriceChanged:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     old_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
     new_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
     base_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
@@ -45,13 +78,13 @@ class PriceChanged:
 
 @attrs.frozen
 class ProductDiscontinued:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     version: int = attrs.field(validator=check_version)
 
 
 @attrs.frozen
 class AvailabilityChanged:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     available: bool
     quantity_available: int = attrs.field(validator=attrs.validators.ge(0))
     version: int = attrs.field(validator=check_version)
@@ -59,7 +92,7 @@ class AvailabilityChanged:
 
 @attrs.frozen
 class OrderCreatedItem:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     variant_id: str | None
     quantity: int = attrs.field(validator=attrs.validators.ge(1))
     unit_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
@@ -76,31 +109,33 @@ class OrderCreated:
 
 @attrs.frozen
 class ProductDetailsRequested:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     request_id: str
-    callback_event: str
+    callback_event: str = attrs.field(validator=check_callback_subject)
 
 
 @attrs.frozen
 class ProductDetailsProvided:
-    product_id: str
+    product_id: str = attrs.field(validator=check_product_id)
     request_id: str
-    product_details: Product | None
+    product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
 
 @attrs.frozen
 class ProductBatchDetailsRequested:
-    product_ids: tuple[str, ...]
+    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
-    callback_event: str
+    callback_event: str = attrs.field(validator=check_callback_subject)
     refresh_mode: bool | None = None
 
 
 @attrs.frozen
 class ProductBatchDetailsProvided:
-    product_ids: tuple[str, ...]
+    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
-    products: tuple[Product, ...]
+    products: tuple[Product, ...] = attrs.field(
+        validator=deep_iterable(member_validator=check_carried_product)
+    )
 
 
 EventData = (

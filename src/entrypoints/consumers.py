@@ -89,7 +89,8 @@ class EventConsumer:
                 poisoned.append((delivery, poison.message))
         seen = await self._seen_among([envelope.id for _, envelope, _ in decoded])
         jobs: list[Coroutine[Any, Any, None]] = [
-            self._dead_letter(delivery, reason, event_type="unknown") for delivery, reason in poisoned
+            self._dead_letter(delivery, reason, type_carried_on(delivery.subject))
+            for delivery, reason in poisoned
         ]
         fresh: dict[str, list[tuple[Delivery, Envelope, EventHandler]]] = {}
         repeated: list[Delivery] = []
@@ -305,6 +306,17 @@ def carried_on_its_subject(event_type: str, subject: str) -> bool:
     """The subject is the event type (INTERFACE §5), or a reply subject under it
     (`product.details_provided.<instance>`). Anything else is a mislabelled message."""
     return subject == event_type or subject.startswith(event_type + ".")
+
+
+def type_carried_on(subject: str) -> str:
+    """The known event type `subject` carries (see carried_on_its_subject), else "unknown": a
+    metric label of a poison message, bounded whatever subjects senders pick."""
+    candidate = subject
+    while candidate:
+        if candidate in _KNOWN_TYPES:
+            return candidate
+        candidate = candidate.rpartition(".")[0]
+    return "unknown"
 
 
 def _as_text(data: bytes, kept: bytes) -> str | None:

@@ -37,6 +37,11 @@ def prices() -> st.SearchStrategy[Decimal]:
 
 
 ids = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
+callback_subjects = st.builds(
+    "product.{}".format,
+    st.from_regex(r"[A-Za-z0-9_-]{1,20}(\.[A-Za-z0-9_-]{1,20}){0,3}", fullmatch=True),
+)
+"""Subjects a reply can be published on: literal, under `product.` (domain.events.is_callback_subject)."""
 names = st.text(min_size=1, max_size=60).filter(lambda s: s.strip() != "")
 versions = st.integers(min_value=1, max_value=2**31)
 quantities = st.integers(min_value=0, max_value=1_000_000)
@@ -110,13 +115,13 @@ event_data: st.SearchStrategy[EventData] = st.one_of(
         total_amount=money("0.00", "999999999.99"),
         timestamp=timestamps(),
     ),
-    st.builds(ProductDetailsRequested, ids, ids, ids),
+    st.builds(ProductDetailsRequested, ids, ids, callback_subjects),
     st.builds(ProductDetailsProvided, ids, ids, st.none() | products()),
     st.builds(
         ProductBatchDetailsRequested,
         st.lists(ids, max_size=5).map(tuple),
         ids,
-        ids,
+        callback_subjects,
         st.none() | st.booleans(),
     ),
     st.builds(

@@ -15,14 +15,17 @@ import pytest
 from adapters.broker import ConsumerSpec, Delivery, matches_any
 from adapters.memory.broker import InMemoryBroker
 from adapters.memory.small_ports import InMemoryProcessedEvents
+from adapters.metrics import ServiceMetrics
 from adapters.wire.event_json import encode
 from domain.errors import InvalidRequest, StoreUnavailable
 from domain.events import (
+    ORDER_CREATED,
     PRODUCT_AVAILABILITY_CHANGED,
     PRODUCT_CREATED,
     PRODUCT_DETAILS_PROVIDED,
     PRODUCT_DETAILS_REQUESTED,
     PRODUCT_DISCONTINUED,
+    PRODUCT_PRICE_CHANGED,
     PRODUCT_UPDATED,
     AvailabilityChanged,
     Envelope,
@@ -43,7 +46,7 @@ from entrypoints.event_routing import (
 from .builders import CHAIR, a_product, an_envelope
 from .fakes import START
 from .polling import eventually
-from .wiring import OrderSide, build_order_side, build_product_side
+from .wiring import OrderSide, ProductSide, build_order_side, build_product_side
 
 MAX_DELIVER = 3
 
@@ -117,6 +120,12 @@ def raw_created(**changes: Any) -> bytes:
     return json.dumps(wire).encode()
 
 
+def raw_created_for(product_id: str) -> bytes:
+    wire = json.loads(encode(created()))
+    wire["data"]["productId"] = product_id
+    return json.dumps(wire).encode()
+
+
 async def test_an_event_is_applied_then_acked(rig: Rig) -> None:
     await rig.publish(PRODUCT_CREATED, encode(created()))
     await eventually(lambda: rig.processed(PRODUCT_CREATED, "ack") == 1)
@@ -148,6 +157,8 @@ POISON = [
     pytest.param(raw_created(dataVersion="9.9"), "unknown dataVersion", id="unknown-data-version"),
     pytest.param(raw_created(data={"productId": CHAIR}), "invalid product.created", id="missing-data-fields"),
     pytest.param(raw_created(type="product.exploded"), "unknown event type", id="unknown-type"),
+    pytest.param(raw_created_for(""), "128 characters", id="empty-product-id"),
+    pytest.param(raw_created_for("p" * 129), "128 characters", id="overlong-product-id"),
     pytest.param(b"[" * 50_000 + b"]" * 50_000, "not UTF-8 JSON", id="nested-too-deep"),
     pytest.param(b'{"id": 1e99999999999999999999}', "not UTF-8 JSON", id="number-out-of-range"),
 ]
@@ -168,7 +179,7 @@ async def test_poison_goes_to_the_dead_letter_subject_and_the_consumer_goes_on(
     assert letter["payload"] == (kept.decode() if payload.isascii() else None)
     assert letter["payloadTruncated"] is (kept != payload)
     assert letter["payloadBytes"] == len(payload)
-    assert rig.processed("unknown", "dead_letter") == 1
+    assert rig.processed(PRODUCT_CREATED, "dead_letter") == 1
     await rig.publish(PRODUCT_CREATED, encode(created()))
     await eventually(rig.cached)
 
@@ -198,11 +209,13 @@ async def test_a_dead_letter_fits_on_the_bus_however_large_the_poison(rig: Rig, 
     assert base64.b64decode(letter["payloadBase64"]) == payload[:kept]
     assert letter["payload"] == (payload[:kept].decode() if payload.isascii() else None)
     assert letter["reason"]
-    assert rig.processed("unknown", "dead_letter") == 1
+    assert rig.processed(PRODUCT_CREATED, "dead_letter") == 1
 
 
 async def test_an_event_this_consumer_does_not_handle_is_dead_lettered(rig: Rig) -> None:
-    request = an_envelope("e-2", ProductDetailsRequested(CHAIR, "r", "cb"), source="order-service")
+    request = an_envelope(
+        "e-2", ProductDetailsRequested(CHAIR, "r", "product.details_provided"), source="order-service"
+    )
     await rig.publish(PRODUCT_DETAILS_REQUESTED, encode(request))
     await eventually(lambda: len(rig.dead_letters(PRODUCT_DETAILS_REQUESTED)) == 1)
     assert "does not handle" in rig.dead_letters(PRODUCT_DETAILS_REQUESTED)[0]["reason"]
@@ -349,6 +362,72 @@ class FakeDelivery:
 
     async def term(self) -> None:
         self.settled_as.append("term")
+
+
+@pytest.mark.parametrize(
+    ("subject", "label"),
+    [
+        pytest.param(PRODUCT_PRICE_CHANGED, PRODUCT_PRICE_CHANGED, id="price-changed"),
+        pytest.param(PRODUCT_UPDATED, PRODUCT_UPDATED, id="updated"),
+        pytest.param(PRODUCT_CREATED, PRODUCT_CREATED, id="created"),
+        pytest.param(ORDER_CREATED, ORDER_CREATED, id="order-created"),
+        pytest.param(f"{PRODUCT_DETAILS_PROVIDED}.instance-1", PRODUCT_DETAILS_PROVIDED, id="reply-subject"),
+        pytest.param("product.exploded", "unknown", id="unknown-subject"),
+        pytest.param("product", "unknown", id="a-type-prefix"),
+    ],
+)
+async def test_a_dead_letter_is_counted_under_the_type_of_its_subject(
+    order_side: OrderSide, subject: str, label: str
+) -> None:
+    broker = InMemoryBroker()
+    consumer = EventConsumer(
+        name="order-service",
+        handlers=order_service_handlers(order_side.reactions, order_side.pending),
+        broker=broker,
+        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
+        metrics=order_side.metrics,
+        clock=order_side.clock,
+    )
+    poison = FakeDelivery(subject, b"{not json")
+
+    await consumer.handle_batch([poison])
+
+    assert poison.settled_as == ["term"]
+    assert len(broker.on_subject(f"deadletter.{subject}")) == 1
+    assert order_side.sample("events_processed_total", type=label, outcome="dead_letter") == 1
+
+
+@pytest.mark.parametrize("callback", ["has space", "nowhere.reply", "product.>", ""])
+async def test_a_request_that_can_never_be_answered_is_dead_lettered_at_once(
+    product_side: ProductSide, callback: str
+) -> None:
+    broker = InMemoryBroker()
+    metrics = ServiceMetrics()
+    consumer = EventConsumer(
+        name="product-service",
+        handlers=product_service_handlers(product_side.catalog, product_side.answer),
+        broker=broker,
+        processed=InMemoryProcessedEvents(clock=product_side.clock, ttl_s=3600),
+        metrics=metrics,
+        clock=product_side.clock,
+    )
+    wire = json.loads(
+        encode(an_envelope("e-1", ProductDetailsRequested(CHAIR, "r-1", "product.details_provided")))
+    )
+    wire["data"]["callbackEvent"] = callback
+    request = FakeDelivery(PRODUCT_DETAILS_REQUESTED, json.dumps(wire).encode())
+
+    await consumer.handle_batch([request])
+
+    assert request.settled_as == ["term"]
+    [letter] = [json.loads(m.data) for m in broker.on_subject(f"deadletter.{PRODUCT_DETAILS_REQUESTED}")]
+    assert "callback_event must be a literal subject under product." in letter["reason"]
+    assert letter["attempts"] == 1
+    assert product_side.publisher.published == []
+    dead = metrics.registry.get_sample_value(
+        "events_processed_total", {"type": PRODUCT_DETAILS_REQUESTED, "outcome": "dead_letter"}
+    )
+    assert dead == 1
 
 
 @attrs.define

@@ -213,7 +213,7 @@ def test_a_valid_event_after_a_poison_one_is_still_applied(bad: Poison, good: En
 
 async def test_a_huge_but_well_formed_event_is_applied() -> None:
     """Just under the broker's max_payload (1 MiB, headers counted, as on nats-server)."""
-    product = attrs.evolve(a_product("p-" + "x" * 100_000), name="n" * 800_000)
+    product = attrs.evolve(a_product("p-" + "x" * 126), name="n" * 900_000)
     envelope = Envelope(
         "e-1", PRODUCT_CREATED, "product-service", "1.0", START, "c-1", ProductCreated(product.id, product)
     )

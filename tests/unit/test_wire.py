@@ -20,6 +20,7 @@ from domain.events import (
     PriceChanged,
     ProductBatchDetailsRequested,
     ProductDetailsProvided,
+    ProductDetailsRequested,
 )
 from domain.orders import Order
 from domain.pricing import DiscrepancyResult, PriceDiscrepancy
@@ -130,7 +131,7 @@ def test_optional_refresh_mode_is_left_out_when_unset() -> None:
         "1.0",
         START,
         "c",
-        ProductBatchDetailsRequested(("a",), "r", "cb"),
+        ProductBatchDetailsRequested(("a",), "r", "product.batch_details_provided"),
     )
     assert "refreshMode" not in envelope_to_wire(envelope)["data"]
     assert decode(encode(envelope)) == envelope
@@ -227,6 +228,12 @@ def test_events_that_can_never_be_handled_are_undecodable(changes: dict[str, Any
         decode(wire_event(**changes))
 
 
+def test_an_undecodable_event_says_which_rule_its_data_broke() -> None:
+    bad_version = {"productId": CHAIR, "oldPrice": 10, "newPrice": 12, "basePrice": 12, "version": 0}
+    with pytest.raises(UndecodableEvent, match="version must be 1 or more, got 0"):
+        decode(wire_event(data=bad_version))
+
+
 order_requests = st.builds(
     CreateOrderRequest,
     user_id=ids,
@@ -287,3 +294,136 @@ def test_a_field_equal_in_value_but_not_in_type_is_checked_afresh() -> None:
     decode(details_reply(version=1))
     with pytest.raises(UndecodableEvent):
         decode(details_reply(version=True))  # True == 1, yet never an integer on this wire
+
+
+def product_wire(product_id: str = CHAIR) -> dict[str, Any]:
+    wire: dict[str, Any] = json.loads(dumps(product_to_wire(a_product(CHAIR))))
+    return {**wire, "id": product_id}
+
+
+def order_created_data(product_id: str) -> dict[str, Any]:
+    item = {"productId": product_id, "variantId": None, "quantity": 1, "unitPrice": 10}
+    return {
+        "orderId": "o-1",
+        "userId": "u-1",
+        "items": [{**item, "productId": CHAIR}, item],
+        "totalAmount": 20,
+        "timestamp": "2026-11-23T10:00:00Z",
+    }
+
+
+PRODUCT_ID_PLACES: dict[str, tuple[str, Any]] = {
+    "price_changed": (
+        "product.price_changed",
+        lambda p: {"productId": p, "oldPrice": 10, "newPrice": 12, "basePrice": 12, "version": 2},
+    ),
+    "discontinued": ("product.discontinued", lambda p: {"productId": p, "version": 2}),
+    "availability_changed": (
+        "product.availability_changed",
+        lambda p: {"productId": p, "available": True, "quantityAvailable": 1, "version": 2},
+    ),
+    "created.productId": ("product.created", lambda p: {"productId": p, "product": product_wire()}),
+    "updated.product.id": ("product.updated", lambda p: {"productId": CHAIR, "product": product_wire(p)}),
+    "order_created.items": ("order.created", order_created_data),
+    "details_requested": (
+        "product.details_requested",
+        lambda p: {"productId": p, "requestId": "r-1", "callbackEvent": "product.details_provided"},
+    ),
+    "details_provided.productId": (
+        "product.details_provided",
+        lambda p: {"productId": p, "requestId": "r-1", "productDetails": None},
+    ),
+    "details_provided.productDetails.id": (
+        "product.details_provided",
+        lambda p: {"productId": CHAIR, "requestId": "r-1", "productDetails": product_wire(p)},
+    ),
+    "batch_requested.productIds": (
+        "product.batch_details_requested",
+        lambda p: {
+            "productIds": [CHAIR, p],
+            "requestId": "r-1",
+            "callbackEvent": "product.batch_details_provided",
+        },
+    ),
+    "batch_provided.productIds": (
+        "product.batch_details_provided",
+        lambda p: {"productIds": [p], "requestId": "r-1", "products": []},
+    ),
+    "batch_provided.products.id": (
+        "product.batch_details_provided",
+        lambda p: {"productIds": [CHAIR], "requestId": "r-1", "products": [product_wire(), product_wire(p)]},
+    ),
+}
+MAX_PRODUCT_ID = "p" * 128
+
+
+@pytest.mark.parametrize("place", PRODUCT_ID_PLACES)
+def test_a_product_id_of_up_to_128_characters_decodes(place: str) -> None:
+    event_type, data = PRODUCT_ID_PLACES[place]
+    decode(wire_event(type=event_type, data=data(MAX_PRODUCT_ID)))
+
+
+@pytest.mark.parametrize("product_id", ["", MAX_PRODUCT_ID + "p"], ids=["empty", "129-characters"])
+@pytest.mark.parametrize("place", PRODUCT_ID_PLACES)
+def test_an_empty_or_overlong_product_id_in_event_data_is_undecodable(place: str, product_id: str) -> None:
+    event_type, data = PRODUCT_ID_PLACES[place]
+    with pytest.raises(UndecodableEvent, match="128 characters"):
+        decode(wire_event(type=event_type, data=data(product_id)))
+
+
+def details_request(event_type: str, callback: object) -> bytes:
+    if event_type == "product.details_requested":
+        data = {"productId": CHAIR, "requestId": "r-1", "callbackEvent": callback}
+    else:
+        data = {"productIds": [CHAIR], "requestId": "r-1", "callbackEvent": callback}
+    return wire_event(type=event_type, data=data)
+
+
+REQUEST_TYPES = ["product.details_requested", "product.batch_details_requested"]
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "product.details_provided",
+        "product.details_provided.order-1",
+        "product.batch_details_provided.0f3a9c2b7d1e",
+        "product.réponses.ünïcode",
+    ],
+)
+def test_a_request_answered_on_a_literal_product_subject_decodes(event_type: str, callback: str) -> None:
+    data = decode(details_request(event_type, callback)).data
+    assert isinstance(data, ProductDetailsRequested | ProductBatchDetailsRequested)
+    assert data.callback_event == callback
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize(
+    "callback",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("has space", id="space"),
+        pytest.param("product.details_provided x", id="space-in-a-token"),
+        pytest.param("product.details_provided\r\nPUB x 1", id="crlf"),
+        pytest.param("product.a\tb", id="tab"),
+        pytest.param("product.a\x00b", id="control-character"),
+        pytest.param("nowhere.reply", id="no-stream-holds-it"),
+        pytest.param("order.created", id="another-stream"),
+        pytest.param("products.x", id="not-the-product-token"),
+        pytest.param("product", id="the-stream-root-only"),
+        pytest.param("product.", id="empty-last-token"),
+        pytest.param("product..x", id="empty-middle-token"),
+        pytest.param(".product.x", id="empty-first-token"),
+        pytest.param("product.>", id="full-wildcard"),
+        pytest.param("product.*", id="token-wildcard"),
+        pytest.param("product.*.x", id="token-wildcard-inside"),
+        pytest.param("product.a>", id="wildcard-character-in-a-token"),
+        pytest.param("product." + "x" * 300, id="overlong"),
+    ],
+)
+def test_a_request_whose_callback_can_never_be_published_is_undecodable(
+    event_type: str, callback: str
+) -> None:
+    with pytest.raises(UndecodableEvent, match="callback_event must be a literal subject under product"):
+        decode(details_request(event_type, callback))

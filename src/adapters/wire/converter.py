@@ -12,6 +12,7 @@ import cattrs
 import simplejson
 from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
 
 from domain.errors import InvalidRequest
 
@@ -162,11 +163,17 @@ def structure_or_reject(converter: cattrs.Converter, payload: object, cls: type[
         return converter.structure(payload, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as error:
         problems = (
-            [_camel_path(p) for p in cattrs.transform_error(error, path=what)]
+            [_camel_path(p) for p in cattrs.transform_error(error, path=what, format_exception=_described)]
             if isinstance(error, cattrs.BaseValidationError)
             else [f"{error} @ {what}"]
         )
         raise InvalidRequest(_first_sentence(problems[0]), {"problems": problems}) from None
+
+
+def _described(error: BaseException, cls: type | None) -> str:
+    """cattrs's wording, with what a class's validator said: "invalid value" alone names no rule."""
+    text = format_exception(error, cls)
+    return f"{text} ({error})" if cls is None and isinstance(error, ValueError) and str(error) else text
 
 
 def _camel_path(problem: str) -> str:
