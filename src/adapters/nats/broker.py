@@ -126,6 +126,16 @@ class JetStreamBroker:
                 lag[consumer.name] = ConsumerLag(info.num_pending or 0, info.num_ack_pending or 0)
         return lag
 
+    def waiting(self) -> list[str]:
+        """Consumers not bound and listeners not subscribed now (all of them while disconnected)."""
+        unbound = [
+            consumer.name
+            for subscription in self._subscriptions
+            for consumer in subscription.consumers
+            if not consumer.bound
+        ]
+        return unbound + [listener.name for listener in self._listeners if not listener.subscribed]
+
     async def ping(self) -> bool:
         """True when connected and JetStream answers."""
         if not self._connection.is_connected:

@@ -164,6 +164,8 @@ class SubjectConsumer:
     _psub_incarnation: int = -1
     """The connection incarnation `_psub` belongs to: a closed client's subscription is dead."""
     _ensured_generation: int = -1
+    _bound: bool = False
+    """The last bind() succeeded (a failed one, or a consumer check that failed, clears it)."""
     _checked_at: float = 0.0
     _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
     _unsettled: int = 0
@@ -196,8 +198,27 @@ class SubjectConsumer:
             with contextlib.suppress(*BUS_FAILURES):
                 await self.connection.manager(1.0).delete_consumer(self.stream, self.name)
 
+    @property
+    def bound(self) -> bool:
+        """Whether this process pulls from the consumer now: connected, and the last bind held."""
+        return (
+            self._bound
+            and self._psub is not None
+            and self._psub_incarnation == self.connection.incarnation
+            and self.connection.is_connected
+        )
+
     async def bind(self) -> None:
         """Make sure the consumer exists and this process has a pull subscription on it."""
+        try:
+            await self._bind()
+        except Exception:
+            self._bound = False
+            raise
+        self._bound = True
+
+    # ----------------------------------------------------------------- internals
+    async def _bind(self) -> None:
         js = self.connection.jetstream()
         if self._psub is not None and self._psub_incarnation != self.connection.incarnation:
             self._psub = None  # its client was closed for good; nothing to unsubscribe
@@ -214,7 +235,6 @@ class SubjectConsumer:
         self._ensured_generation = self.connection.generation
         self._checked_at = time.monotonic()
 
-    # ----------------------------------------------------------------- internals
     def _config(self) -> ConsumerConfig:
         config = ConsumerConfig(
             name=self.name,
