@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -97,3 +98,17 @@ async def test_ready_turns_200_once_the_consumers_bind(nats_clean: NatsServer) -
             return status == 200 and body["checks"]["consumers"] == {"status": "up"}
 
         await eventually_async(ready, within=20, what="/ready 200 once the consumers are bound")
+
+
+async def test_a_stream_the_server_refuses_is_logged_with_the_servers_reason(
+    nats_clean: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(nats_url=nats_clean.url, nats_stream_replicas=3, instance_id="ready-3")
+    caplog.set_level(logging.WARNING, logger="adapters.nats")
+    async with running(product_app(settings)):
+        pass
+    refused = [r.getMessage() for r in caplog.records if "streams not ensured yet" in r.getMessage()]
+    assert refused, caplog.text
+    # nats-server 2.x: "replicas > 1 not supported in non-clustered mode" (err_code 10074)
+    assert "replicas" in refused[0], refused[0]
+    assert "err_code=" in refused[0], refused[0]

@@ -22,7 +22,13 @@ from adapters.broker import (
     Handler,
     refuse_unpublishable,
 )
-from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
+from adapters.nats.connection import (
+    BUS_FAILURES,
+    NATS_FAILURES,
+    NatsConnection,
+    described,
+    servers_of,
+)
 from adapters.nats.consuming import (
     DeliveriesHandler,
     JetStreamSubscription,
@@ -83,9 +89,9 @@ class JetStreamBroker:
             try:
                 ack = await self._publish_once(subject, data, msg_id)
             except NATS_FAILURES as error:
-                raise EventBusUnavailable(f"could not publish {subject}: {error!r}") from error
+                raise EventBusUnavailable(f"could not publish {subject}: {described(error)}") from error
         except NATS_FAILURES as error:
-            raise EventBusUnavailable(f"could not publish {subject}: {error!r}") from error
+            raise EventBusUnavailable(f"could not publish {subject}: {described(error)}") from error
         if ack.duplicate:
             log.debug("%s %s was stored before (seq %s)", subject, msg_id, ack.seq)
 

@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
-from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, described
 from adapters.tasks import cancel_and_wait
 from domain.errors import EventBusUnavailable
 
@@ -107,7 +107,7 @@ async def _translated(settle: Awaitable[None]) -> None:
     try:
         await settle
     except NATS_FAILURES as error:
-        raise EventBusUnavailable(f"could not settle the message: {error!r}") from error
+        raise EventBusUnavailable(f"could not settle the message: {described(error)}") from error
 
 
 DeliveriesHandler = Callable[[Sequence[JetStreamDelivery]], Awaitable[None]]
@@ -296,13 +296,13 @@ class SubjectConsumer:
                     # Nothing new (nats-py raises its own or asyncio's TimeoutError for an idle
                     # fetch); also what a fetch across a reconnect ends with.
                     continue
-                log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+                log.warning("consumer %s: %s; retrying in %.2fs", self.name, described(error), delay)
                 self._checked_at = 0.0
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             except BUS_FAILURES as error:
-                log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+                log.warning("consumer %s: %s; retrying in %.2fs", self.name, described(error), delay)
                 self._checked_at = 0.0  # check the consumer before the next fetch
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -365,7 +365,7 @@ class JetStreamSubscription:
                 try:
                     await consumer.bind()  # so that a reply consumer exists before a request goes out
                 except BUS_FAILURES as error:
-                    log.warning("consumer %s not bound yet (%r); will retry", consumer.name, error)
+                    log.warning("consumer %s not bound yet (%s); will retry", consumer.name, described(error))
             consumer.start()
 
     async def stop(self) -> None:

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from adapters.broker import FastDelivery, Handler
-from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, described
 from adapters.nats.prompt import subscribe_direct
 from adapters.tasks import cancel_and_wait
 
@@ -95,7 +95,7 @@ class CoreListener:
                     )
                 )
         except BUS_FAILURES as error:  # the client may be gone again already: the next check retries
-            log.warning("listener on %s not subscribed yet: %r", ",".join(self.subjects), error)
+            log.warning("listener on %s not subscribed yet: %s", ",".join(self.subjects), described(error))
             for subscription in subscriptions:  # all or none: a retry must not subscribe twice
                 with contextlib.suppress(*NATS_FAILURES):
                     await subscription.unsubscribe()
