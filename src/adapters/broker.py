@@ -111,6 +111,10 @@ class Broker(Protocol):
         """Per consumer of this process: messages not yet delivered, delivered but unacked."""
         ...
 
+    def waiting(self) -> list[str]:
+        """The consumers and listeners of this process not bound (subscribed) now, by name."""
+        ...
+
 
 @attrs.frozen
 class ConsumerLag:

@@ -201,9 +201,11 @@ async def order_lifecycle(app: web.Application) -> AsyncIterator[None]:
 def _watch_dependencies(
     app: web.Application, settings: Settings, broker: Broker, redis_client: Callable[[], RedisClient]
 ) -> None:
-    """/ready checks Redis and NATS where they are configured (in-memory mode has neither)."""
+    """/ready checks Redis, NATS and the consumers bound on it where they are configured
+    (in-memory mode has none of them: its subscriptions are bound once made)."""
     if settings.nats_url:
         app[READINESS].checks["nats"] = _broker_check(broker)
+        app[READINESS].checks["consumers"] = _consumers_check(broker)
     if settings.redis_url:
         app[READINESS].checks["redis"] = _redis_check(redis_client())
 
@@ -218,6 +220,14 @@ def _redis_check(client: RedisClient) -> Any:
 def _broker_check(broker: Broker) -> Any:
     async def check() -> dict[str, Any]:
         return {"status": "up" if await broker.ping() else "down"}
+
+    return check
+
+
+def _consumers_check(broker: Broker) -> Any:
+    async def check() -> dict[str, Any]:
+        waiting = broker.waiting()
+        return {"status": "down", "waiting": waiting} if waiting else {"status": "up"}
 
     return check
 

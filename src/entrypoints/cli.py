@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from aiohttp import web
 
@@ -27,6 +31,8 @@ from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, SettingsError
 
 DEFAULT_DEV_TOKEN = "dev-admin-token"  # noqa: S105 - printed dev default for make run
+
+log = logging.getLogger(__name__)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -89,15 +95,67 @@ def _settings(prog: str, args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
-async def _serve(sites: list[tuple[web.Application, str, int]], banner: str | None) -> None:
+class Site(NamedTuple):
+    """One service's application and where it listens; `setting` prefixes its HOST/PORT variables."""
+
+    service: str
+    app: web.Application
+    host: str
+    port: int
+    setting: str
+
+
+class CannotListen(Exception):
+    """A site could not listen: one line naming the address, the setting and the reason."""
+
+    def __init__(self, site: Site, error: OSError) -> None:
+        host_at_fault = isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL
+        setting = f"{site.setting}_{'HOST' if host_at_fault else 'PORT'}"
+        if not isinstance(error, socket.gaierror) and isinstance(error.errno, int) and error.errno > 0:
+            reason = os.strerror(error.errno)
+        else:
+            reason = error.strerror or str(error) or type(error).__name__
+        super().__init__(
+            f"cannot listen on {site.host}:{site.port} ({setting}): {reason[:1].lower()}{reason[1:]}"
+        )
+
+
+def _bind(site: Site) -> list[socket.socket]:
+    """The site's sockets, bound as asyncio's create_server binds them, before anything starts:
+    an address that cannot be had fails at once, before Redis, NATS or the other site are touched."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(site.host, site.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        raise CannotListen(site, error) from None
+    return sockets
+
+
+async def _serve(sites: list[Site], banner: str | None) -> None:
+    bound: list[list[socket.socket]] = []
     runners = []
     try:
-        for app, host, port in sites:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        for site in sites:
+            bound.append(_bind(site))
+        for site, sockets in zip(sites, bound, strict=True):
+            runner = web.AppRunner(site.app, access_log=None, handle_signals=False)
             await runner.setup()
-            await web.TCPSite(runner, host, port).start()
             runners.append(runner)
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
         freeze_startup_heap()  # started: what exists now lives as long as the process
+        for site, sockets in zip(sites, bound, strict=True):
+            port = sockets[0].getsockname()[1]
+            log.info("%s listening on http://%s:%d", site.service, site.host, port)
         if banner:
             print(banner, flush=True)
         stop = asyncio.Event()
@@ -108,6 +166,21 @@ async def _serve(sites: list[tuple[web.Application, str, int]], banner: str | No
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        for sockets in bound:
+            for sock in sockets:
+                sock.close()
+    for site in sites:
+        log.info("%s stopped", site.service)
+
+
+def _run(prog: str, sites: list[Site], banner: str | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; a site that cannot listen exits 2 with one line on stderr."""
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            event_loop.run(_serve(sites, banner))
+    except CannotListen as error:
+        sys.stderr.write(f"{prog}: {error}\n")
+        raise SystemExit(2) from None
 
 
 def _embedded_banner(settings: Settings, order_url: str, product_url: str) -> str:
@@ -134,22 +207,14 @@ Stop with Ctrl-C.
 
 
 def order_service_main(argv: Sequence[str] | None = None) -> None:
-    args = _parser("order-service", embedded=True).parse_args(argv)
-    settings = _settings("order-service", args)
-    configure_logging(settings.log_level, settings.log_format, "order-service", settings.instance_id)
+    prog = "order-service"
+    args = _parser(prog, embedded=True).parse_args(argv)
+    settings = _settings(prog, args)
+    configure_logging(settings.log_level, settings.log_format, prog, settings.instance_id)
     if not args.embedded:
-        event_loop.run(
-            _serve(
-                [
-                    (
-                        create_order_app(settings),
-                        settings.order_service_host,
-                        settings.order_service_port,
-                    )
-                ],
-                None,
-            )
-        )
+        order = create_order_app(settings)
+        port = settings.order_service_port
+        _run(prog, [Site(prog, order, settings.order_service_host, port, "ORDER_SERVICE")])
         return
     import attrs
 
@@ -166,32 +231,20 @@ def order_service_main(argv: Sequence[str] | None = None) -> None:
         await seed_demo_catalog(app[PRODUCT_SERVICE].catalog())
 
     product_app.on_startup.append(seed)
-    with contextlib.suppress(KeyboardInterrupt):
-        event_loop.run(
-            _serve(
-                [
-                    (product_app, settings.product_service_host, settings.product_service_port),
-                    (order_app, settings.order_service_host, settings.order_service_port),
-                ],
-                _embedded_banner(settings, order_url, product_url),
-            )
-        )
+    product_host, product_port = settings.product_service_host, settings.product_service_port
+    order_host, order_port = settings.order_service_host, settings.order_service_port
+    sites = [
+        Site("product-service", product_app, product_host, product_port, "PRODUCT_SERVICE"),
+        Site("order-service", order_app, order_host, order_port, "ORDER_SERVICE"),
+    ]
+    _run(prog, sites, _embedded_banner(settings, order_url, product_url))
 
 
 def product_service_main(argv: Sequence[str] | None = None) -> None:
-    args = _parser("product-service", embedded=False).parse_args(argv)
-    settings = _settings("product-service", args)
-    configure_logging(settings.log_level, settings.log_format, "product-service", settings.instance_id)
-    with contextlib.suppress(KeyboardInterrupt):
-        event_loop.run(
-            _serve(
-                [
-                    (
-                        create_product_app(settings),
-                        settings.product_service_host,
-                        settings.product_service_port,
-                    )
-                ],
-                None,
-            )
-        )
+    prog = "product-service"
+    args = _parser(prog, embedded=False).parse_args(argv)
+    settings = _settings(prog, args)
+    configure_logging(settings.log_level, settings.log_format, prog, settings.instance_id)
+    product = create_product_app(settings)
+    port = settings.product_service_port
+    _run(prog, [Site(prog, product, settings.product_service_host, port, "PRODUCT_SERVICE")])

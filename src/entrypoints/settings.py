@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -53,6 +54,25 @@ def _urls(name: str, schemes: tuple[str, ...]) -> Callable[[Any, Any, str | None
     return check
 
 
+def _between(name: str, low: int, high: int) -> Callable[[Any, Any, int], None]:
+    def check(_: Any, __: Any, value: int) -> None:
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be {low}..{high}, got {value}")
+
+    return check
+
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Safe as a NATS subject token and in a JetStream consumer name (reply routing uses both)."""
+
+
+def _instance_id(_: Any, __: Any, value: str) -> None:
+    if not _INSTANCE_ID.fullmatch(value):
+        raise SettingsError(
+            "INSTANCE_ID", f"must be 1..64 of letters, digits, '-' and '_', got {value[:80]!r}"
+        )
+
+
 def _cron(_: Any, __: Any, value: str) -> None:
     if not croniter.is_valid(value):
         raise SettingsError("REFRESH_CRON", f"not a cron expression: {value!r}")
@@ -96,8 +116,8 @@ class Settings:
     nats_url: str | None = attrs.field(
         default=None, validator=_urls("NATS_URL", ("nats", "tls")), repr=_shown_url
     )
-    nats_stream_replicas: int = attrs.field(default=1, validator=_positive("NATS_STREAM_REPLICAS"))
-    instance_id: str = attrs.field(factory=_new_instance_id)
+    nats_stream_replicas: int = attrs.field(default=1, validator=_between("NATS_STREAM_REPLICAS", 1, 5))
+    instance_id: str = attrs.field(factory=_new_instance_id, validator=_instance_id)
     product_request_timeout_ms: int = attrs.field(
         default=500, validator=_positive("PRODUCT_REQUEST_TIMEOUT_MS")
     )

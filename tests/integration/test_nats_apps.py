@@ -160,9 +160,10 @@ async def test_ready_names_nats_while_it_is_down_and_recovers(
         async def order_not_ready() -> bool:
             async with services.http.get(services.order_url("/ready")) as response:
                 body = await response.json()
-            return response.status == 503 and body["error"]["details"]["down"] == ["nats"]
+            # nats first; the consumers cannot pull while it is away either
+            return response.status == 503 and body["error"]["details"]["down"] == ["nats", "consumers"]
 
-        await eventually_async(order_not_ready, within=10, what="/ready 503 naming nats")
+        await eventually_async(order_not_ready, within=10, what="/ready 503 naming nats and the consumers")
         async with services.http.get(services.order_url("/health")) as response:
             health = await response.json()
         assert health["status"] == "degraded"

@@ -83,3 +83,41 @@ async def test_a_client_gone_again_while_subscribing_is_retried_at_the_next_chec
     finally:
         await listener.stop()
     assert connection.asked == 3
+
+
+@attrs.define
+class RefusingOnceClient(RecordingClient):
+    """Refuses the subscription to `refused` once, as a client that goes away mid-way would."""
+
+    refused: str = ""
+
+    async def subscribe(
+        self, subject: str, queue: str = "", cb: Any = None, **options: Any
+    ) -> NoSubscription:
+        if subject == self.refused:
+            self.refused = ""
+            raise EventBusUnavailable("The event bus (NATS) is not connected")
+        return await super().subscribe(subject, queue, cb, **options)
+
+
+async def test_a_listener_is_subscribed_to_every_subject_once_or_says_it_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listening, "RESUBSCRIBE_CHECK_S", 0.01)
+    client = RefusingOnceClient(refused="_fast.product.batch_details_provided.i-1")
+    connection = FlappingConnection(gone=0, is_connected=True, current=client)
+
+    async def handler(delivery: Delivery) -> None:
+        return None
+
+    subjects = ("product.details_provided.i-1", "product.batch_details_provided.i-1")
+    listener = CoreListener(cast(NatsConnection, connection), subjects, None, handler, [])
+    await listener.start()
+    try:
+        assert not listener.subscribed, "half of its subjects is not subscribed"
+        await eventually(lambda: listener.subscribed, within=2)
+        assert sorted(client.subjects) == sorted(f"_fast.{subject}" for subject in subjects)
+        connection.is_connected = False
+        assert not listener.subscribed
+    finally:
+        await listener.stop()

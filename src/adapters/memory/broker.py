@@ -306,5 +306,9 @@ class InMemoryBroker:
             lag[name] = lag.get(name, 0) + consumer.queue.qsize()
         return {name: ConsumerLag(pending, 0) for name, pending in lag.items()}
 
+    def waiting(self) -> list[str]:
+        """None: an in-memory subscription is bound once made."""
+        return []
+
     def on_subject(self, subject: str) -> list[StoredMessage]:
         return [m for m in self.messages if m.subject == subject]

@@ -22,7 +22,13 @@ from adapters.broker import (
     Handler,
     refuse_unpublishable,
 )
-from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, servers_of
+from adapters.nats.connection import (
+    BUS_FAILURES,
+    NATS_FAILURES,
+    NatsConnection,
+    described,
+    servers_of,
+)
 from adapters.nats.consuming import (
     DeliveriesHandler,
     JetStreamSubscription,
@@ -83,9 +89,9 @@ class JetStreamBroker:
             try:
                 ack = await self._publish_once(subject, data, msg_id)
             except NATS_FAILURES as error:
-                raise EventBusUnavailable(f"could not publish {subject}: {error!r}") from error
+                raise EventBusUnavailable(f"could not publish {subject}: {described(error)}") from error
         except NATS_FAILURES as error:
-            raise EventBusUnavailable(f"could not publish {subject}: {error!r}") from error
+            raise EventBusUnavailable(f"could not publish {subject}: {described(error)}") from error
         if ack.duplicate:
             log.debug("%s %s was stored before (seq %s)", subject, msg_id, ack.seq)
 
@@ -125,6 +131,16 @@ class JetStreamBroker:
                     continue
                 lag[consumer.name] = ConsumerLag(info.num_pending or 0, info.num_ack_pending or 0)
         return lag
+
+    def waiting(self) -> list[str]:
+        """Consumers not bound and listeners not subscribed now (all of them while disconnected)."""
+        unbound = [
+            consumer.name
+            for subscription in self._subscriptions
+            for consumer in subscription.consumers
+            if not consumer.bound
+        ]
+        return unbound + [listener.name for listener in self._listeners if not listener.subscribed]
 
     async def ping(self) -> bool:
         """True when connected and JetStream answers."""

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, JetStreamManager
 
@@ -29,6 +30,13 @@ RECONNECT_WAIT_S = 1
 PING_INTERVAL_S = 20
 API_TIMEOUT_S = 2.0
 STREAMS_RETRY_MAX_S = 10.0
+
+
+def described(error: BaseException) -> str:
+    """repr() of an error, but a JetStream API error with what the server said (its repr is bare)."""
+    if isinstance(error, nats.js.errors.APIError):
+        return f"{type(error).__name__}({error.description!r}, code={error.code}, err_code={error.err_code})"
+    return repr(error)
 
 
 def servers_of(urls: str) -> list[str]:
@@ -124,7 +132,9 @@ class NatsConnection:
             try:
                 await ensure_streams(self.manager(API_TIMEOUT_S), self.stream_replicas)
             except NATS_FAILURES as error:
-                raise EventBusUnavailable(f"JetStream streams could not be ensured: {error!r}") from error
+                raise EventBusUnavailable(
+                    f"JetStream streams could not be ensured: {described(error)}"
+                ) from error
 
     # ----------------------------------------------------------------- internals
     def _new_client(self) -> None:
@@ -174,7 +184,7 @@ class NatsConnection:
             try:
                 await ensure_streams(self._manager_now(), self.stream_replicas)
             except NATS_FAILURES as error:
-                log.warning("JetStream streams not ensured yet: %r", error)
+                log.warning("JetStream streams not ensured yet: %s", described(error))
                 if first_try_only:
                     self._spawn(self._ensure_streams_until_done(), "nats-streams")
                     return

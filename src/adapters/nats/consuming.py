@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.broker import STREAMS, ConsumerSpec, Handler, matches_any
-from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, described
 from adapters.tasks import cancel_and_wait
 from domain.errors import EventBusUnavailable
 
@@ -107,7 +107,7 @@ async def _translated(settle: Awaitable[None]) -> None:
     try:
         await settle
     except NATS_FAILURES as error:
-        raise EventBusUnavailable(f"could not settle the message: {error!r}") from error
+        raise EventBusUnavailable(f"could not settle the message: {described(error)}") from error
 
 
 DeliveriesHandler = Callable[[Sequence[JetStreamDelivery]], Awaitable[None]]
@@ -164,6 +164,8 @@ class SubjectConsumer:
     _psub_incarnation: int = -1
     """The connection incarnation `_psub` belongs to: a closed client's subscription is dead."""
     _ensured_generation: int = -1
+    _bound: bool = False
+    """The last bind() succeeded (a failed one, or a consumer check that failed, clears it)."""
     _checked_at: float = 0.0
     _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
     _unsettled: int = 0
@@ -196,8 +198,27 @@ class SubjectConsumer:
             with contextlib.suppress(*BUS_FAILURES):
                 await self.connection.manager(1.0).delete_consumer(self.stream, self.name)
 
+    @property
+    def bound(self) -> bool:
+        """Whether this process pulls from the consumer now: connected, and the last bind held."""
+        return (
+            self._bound
+            and self._psub is not None
+            and self._psub_incarnation == self.connection.incarnation
+            and self.connection.is_connected
+        )
+
     async def bind(self) -> None:
         """Make sure the consumer exists and this process has a pull subscription on it."""
+        try:
+            await self._bind()
+        except Exception:
+            self._bound = False
+            raise
+        self._bound = True
+
+    # ----------------------------------------------------------------- internals
+    async def _bind(self) -> None:
         js = self.connection.jetstream()
         if self._psub is not None and self._psub_incarnation != self.connection.incarnation:
             self._psub = None  # its client was closed for good; nothing to unsubscribe
@@ -214,7 +235,6 @@ class SubjectConsumer:
         self._ensured_generation = self.connection.generation
         self._checked_at = time.monotonic()
 
-    # ----------------------------------------------------------------- internals
     def _config(self) -> ConsumerConfig:
         config = ConsumerConfig(
             name=self.name,
@@ -276,13 +296,13 @@ class SubjectConsumer:
                     # Nothing new (nats-py raises its own or asyncio's TimeoutError for an idle
                     # fetch); also what a fetch across a reconnect ends with.
                     continue
-                log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+                log.warning("consumer %s: %s; retrying in %.2fs", self.name, described(error), delay)
                 self._checked_at = 0.0
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             except BUS_FAILURES as error:
-                log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+                log.warning("consumer %s: %s; retrying in %.2fs", self.name, described(error), delay)
                 self._checked_at = 0.0  # check the consumer before the next fetch
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -345,7 +365,7 @@ class JetStreamSubscription:
                 try:
                     await consumer.bind()  # so that a reply consumer exists before a request goes out
                 except BUS_FAILURES as error:
-                    log.warning("consumer %s not bound yet (%r); will retry", consumer.name, error)
+                    log.warning("consumer %s not bound yet (%s); will retry", consumer.name, described(error))
             consumer.start()
 
     async def stop(self) -> None:

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from adapters.broker import FastDelivery, Handler
-from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection
+from adapters.nats.connection import BUS_FAILURES, NATS_FAILURES, NatsConnection, described
 from adapters.nats.prompt import subscribe_direct
 from adapters.tasks import cancel_and_wait
 
@@ -52,6 +52,15 @@ class CoreListener:
     _in_flight: set[asyncio.Task[None]] = attrs.field(factory=set)
     dropped: int = 0
 
+    @property
+    def name(self) -> str:
+        return "listener:" + ",".join(self.subjects)
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the copies reach this listener now: connected, subscribed on the current client."""
+        return self.connection.is_connected and self._incarnation == self.connection.incarnation
+
     async def start(self) -> None:
         if self.connection.is_connected:
             await self._subscribe()  # so that it hears the very next publish
@@ -76,17 +85,22 @@ class CoreListener:
 
     async def _subscribe(self) -> None:
         incarnation = self.connection.incarnation
+        subscriptions: list[NatsSubscription] = []
         try:
             client = self.connection.client()
-            self._subscriptions = [
-                await subscribe_direct(
-                    client, fast_subject(subject), self.queue or "", self._dispatch, self._received
+            for subject in self.subjects:
+                subscriptions.append(
+                    await subscribe_direct(
+                        client, fast_subject(subject), self.queue or "", self._dispatch, self._received
+                    )
                 )
-                for subject in self.subjects
-            ]
         except BUS_FAILURES as error:  # the client may be gone again already: the next check retries
-            log.warning("listener on %s not subscribed yet: %r", ",".join(self.subjects), error)
+            log.warning("listener on %s not subscribed yet: %s", ",".join(self.subjects), described(error))
+            for subscription in subscriptions:  # all or none: a retry must not subscribe twice
+                with contextlib.suppress(*NATS_FAILURES):
+                    await subscription.unsubscribe()
             return
+        self._subscriptions = subscriptions
         self._incarnation = incarnation
 
     async def _unsubscribe(self) -> None:

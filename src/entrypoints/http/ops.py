@@ -17,7 +17,8 @@ Check = Callable[[], Awaitable[dict[str, Any]]]
 
 @attrs.define
 class Readiness:
-    """What /ready reports: each dependency's check, and whether consumers are subscribed."""
+    """What /ready reports: each dependency's check (on NATS, `consumers`: which are not bound),
+    and whether the lifecycle has subscribed the consumers yet."""
 
     checks: dict[str, Check] = attrs.field(factory=dict)
     consumers_subscribed: bool = False
@@ -48,7 +49,7 @@ async def ready(request: web.Request) -> web.Response:
     readiness = request.app[READINESS]
     results = await run_checks(readiness)
     down = [name for name, result in results.items() if result.get("status") != "up"]
-    if not readiness.consumers_subscribed:
+    if not readiness.consumers_subscribed and "consumers" not in down:
         down.append("consumers")
     if down:
         body = {

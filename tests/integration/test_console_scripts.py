@@ -1,0 +1,111 @@
+"""The console scripts as an operator runs them: an address they cannot listen on, start and stop logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.servers import LOOPBACK, free_port
+
+SCRIPTS = Path(sys.executable).parent
+"""The venv's bin directory: the console scripts `pip install -e .` put there."""
+
+
+def environment(**settings: str) -> dict[str, str]:
+    """This environment without any setting of ours (in-memory mode), plus `settings`."""
+    ours = ("ORDER_SERVICE_", "PRODUCT_SERVICE_", "REDIS_URL", "NATS_", "INSTANCE_ID", "ADMIN_TOKEN", "LOG_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
+    return {**env, "LOG_FORMAT": "json", **settings}
+
+
+def run(command: list[str], **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own console script
+        [str(SCRIPTS / command[0]), *command[1:]],
+        env=environment(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "port_setting", "other_port_setting"),
+    [
+        (["order-service", "serve"], "ORDER_SERVICE_PORT", None),
+        (["product-service", "serve"], "PRODUCT_SERVICE_PORT", None),
+        (["order-service", "serve", "--embedded"], "ORDER_SERVICE_PORT", "PRODUCT_SERVICE_PORT"),
+        (["order-service", "serve", "--embedded"], "PRODUCT_SERVICE_PORT", "ORDER_SERVICE_PORT"),
+    ],
+)
+def test_a_port_in_use_exits_2_with_one_line_naming_the_setting(
+    taken_port: int, command: list[str], port_setting: str, other_port_setting: str | None
+) -> None:
+    settings = {port_setting: str(taken_port)}
+    if other_port_setting:
+        settings[other_port_setting] = str(free_port())
+    done = run(command, **settings)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"{command[0]}: cannot listen on {LOOPBACK}:{taken_port} ({port_setting}): address already in use"
+    ]
+
+
+def test_a_host_that_does_not_resolve_exits_2_naming_the_host_setting() -> None:
+    done = run(["order-service", "serve"], ORDER_SERVICE_HOST="256.1.1.1")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("order-service: cannot listen on 256.1.1.1:8080 (ORDER_SERVICE_HOST): ")
+
+
+@pytest.mark.parametrize("service", ["order-service", "product-service"])
+def test_a_service_logs_where_it_listens_and_that_it_stopped(service: str) -> None:
+    port = free_port()
+    setting = "ORDER_SERVICE_PORT" if service == "order-service" else "PRODUCT_SERVICE_PORT"
+    process = subprocess.Popen(  # noqa: S603 - our own console script
+        [str(SCRIPTS / service), "serve"],
+        env=environment(**{setting: str(port)}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/ready", timeout=1) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, "the service exited"
+                assert time.monotonic() < deadline, "not ready within 30 s"
+                time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    assert f"{service} listening on http://{LOOPBACK}:{port}" in events
+    assert events[-1] == f"{service} stopped"
