@@ -155,7 +155,10 @@ async def _serve(sites: list[Site], banner: str | None) -> None:
         freeze_startup_heap()  # started: what exists now lives as long as the process
         for site, sockets in zip(sites, bound, strict=True):
             port = sockets[0].getsockname()[1]
-            log.info("%s listening on http://%s:%d", site.service, site.host, port)
+            host = f"[{site.host}]" if ":" in site.host else site.host
+            log.info(
+                "%s listening on http://%s:%d", site.service, host, port, extra={"service": site.service}
+            )
         if banner:
             print(banner, flush=True)
         stop = asyncio.Event()
@@ -170,7 +173,7 @@ async def _serve(sites: list[Site], banner: str | None) -> None:
             for sock in sockets:
                 sock.close()
     for site in sites:
-        log.info("%s stopped", site.service)
+        log.info("%s stopped", site.service, extra={"service": site.service})
 
 
 def _run(prog: str, sites: list[Site], banner: str | None = None) -> None:

@@ -54,7 +54,11 @@ def configure_logging(level: str, fmt: str, service: str, instance: str) -> None
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            lambda _, __, event: {**event, "service": SERVICE.get() or service, "instance": instance},
+            lambda _, __, event: {
+                **event,
+                "service": event.get("service") or SERVICE.get() or service,
+                "instance": instance,
+            },
             _correlation_id,
             structlog.processors.format_exc_info,
             renderer,

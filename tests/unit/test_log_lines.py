@@ -68,9 +68,12 @@ def test_a_line_outside_any_app_names_the_process_service(
     finally:
         SERVICE.reset(token)
 
+    logging.getLogger("unit").warning("named", extra={"service": "product-service"})
+
     assert [(line["event"], line["service"]) for line in json_lines()] == [
         ("outside", "order-service"),
         ("inside", "product-service"),
+        ("named", "product-service"),
     ]
 
 
