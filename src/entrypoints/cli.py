@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple, NoReturn
 
+import attrs
 from aiohttp import web
 
 from adapters.memory.broker import InMemoryBroker
@@ -50,10 +51,16 @@ def _parser(prog: str, embedded: bool) -> OneLineParser:
             if prog == "order-service"
             else "Reference Product Service: catalog, product events, event replies."
         ),
-        epilog="Every setting can also come from the environment (see README, Settings).",
+        epilog=_environment_help(prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    serve = commands.add_parser("serve", help="run the service until SIGINT/SIGTERM")
+    serve = commands.add_parser(
+        "serve",
+        help="run the service until SIGINT/SIGTERM",
+        epilog=_environment_help(prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if embedded:
         serve.add_argument(
             "--embedded",
@@ -62,14 +69,44 @@ def _parser(prog: str, embedded: bool) -> OneLineParser:
         )
     serve.add_argument("--host", help="listen address (ORDER/PRODUCT_SERVICE_HOST)")
     serve.add_argument("--port", type=int, help="listen port (ORDER/PRODUCT_SERVICE_PORT)")
-    serve.add_argument("--product-service-url", help="PRODUCT_SERVICE_URL")
+    if prog == "order-service":
+        serve.add_argument("--product-service-url", help="PRODUCT_SERVICE_URL")
     serve.add_argument("--redis-url", help="REDIS_URL (unset: in-memory)")
     serve.add_argument("--nats-url", help="NATS_URL (unset: in-memory event bus)")
     serve.add_argument("--instance-id", help="INSTANCE_ID")
-    serve.add_argument("--admin-token", help="ADMIN_TOKEN")
+    if prog == "order-service":
+        serve.add_argument("--admin-token", help="ADMIN_TOKEN")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--log-format", choices=["json", "console"])
     return parser
+
+
+PRODUCT_SERVICE_SETTINGS = (
+    "product_service_host",
+    "product_service_port",
+    "redis_url",
+    "nats_url",
+    "nats_stream_replicas",
+    "instance_id",
+    "log_level",
+    "log_format",
+)
+"""What the reference Product Service reads; the Order Service (and its embedded mode) reads all."""
+
+
+def _environment_help(prog: str) -> str:
+    """--help's list of the environment variables the command reads, with their defaults."""
+    lines = ["environment (INTERFACE §2; a flag of the same meaning wins; README, Settings):"]
+    for field in attrs.fields(Settings):
+        if prog == "product-service" and field.name not in PRODUCT_SERVICE_SETTINGS:
+            continue
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            shown = "random"
+        else:
+            shown = "unset" if default is None else str(default)
+        lines.append(f"  {field.name.upper():<28} default: {shown}")
+    return "\n".join(lines)
 
 
 def _settings(prog: str, args: argparse.Namespace) -> Settings:
@@ -77,11 +114,11 @@ def _settings(prog: str, args: argparse.Namespace) -> Settings:
     overrides = {
         f"{side}_host": args.host,
         f"{side}_port": args.port,
-        "product_service_url": args.product_service_url,
+        "product_service_url": getattr(args, "product_service_url", None),
         "redis_url": args.redis_url,
         "nats_url": args.nats_url,
         "instance_id": args.instance_id,
-        "admin_token": args.admin_token,
+        "admin_token": getattr(args, "admin_token", None),
         "log_level": args.log_level,
         "log_format": args.log_format,
     }

@@ -109,3 +109,31 @@ def test_a_service_logs_where_it_listens_and_that_it_stopped(service: str) -> No
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     assert f"{service} listening on http://{LOOPBACK}:{port}" in events
     assert events[-1] == f"{service} stopped"
+
+
+@pytest.mark.parametrize(
+    ("command", "listed", "not_listed"),
+    [
+        (
+            ["order-service", "serve", "--help"],
+            ["ADMIN_TOKEN", "REFRESH_CRON", "PRODUCT_SERVICE_URL", "--admin-token", "--embedded"],
+            [],
+        ),
+        (
+            ["product-service", "serve", "--help"],
+            ["PRODUCT_SERVICE_PORT", "NATS_STREAM_REPLICAS", "INSTANCE_ID"],
+            ["ADMIN_TOKEN", "--admin-token", "--product-service-url", "REFRESH_CRON", "--embedded"],
+        ),
+    ],
+)
+def test_help_lists_the_settings_the_command_reads(
+    command: list[str], listed: list[str], not_listed: list[str]
+) -> None:
+    done = run(command)
+
+    assert done.returncode == 0
+    for word in listed:
+        assert word in done.stdout
+    for word in not_listed:
+        assert word not in done.stdout
+    assert "INSTANCE_ID                  default: random" in done.stdout
