@@ -132,7 +132,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["userId", "items"],
         "properties": {
-            "userId": ID,
+            "userId": {**ID, "pattern": NOT_BLANK},
             "items": {
                 "type": "array",
                 "minItems": 1,

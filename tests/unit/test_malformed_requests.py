@@ -46,6 +46,10 @@ MALFORMED_ORDERS: list[Any] = [
     pytest.param(b"[" * 100_000 + b"]" * 100_000, 400, "JSON", id="nested-too-deep"),
     pytest.param(order(userId=7).encode(), 400, "userId", id="userId-number"),
     pytest.param(order(userId="").encode(), 400, "userId", id="userId-empty"),
+    pytest.param(order(userId="   ").encode(), 400, "userId must be a non-blank string", id="userId-blank"),
+    pytest.param(
+        order(userId="\t\n").encode(), 400, "userId must be a non-blank string", id="userId-whitespace"
+    ),
     pytest.param(order(userId="u" * 129).encode(), 400, "userId", id="userId-too-long"),
     pytest.param(
         json.dumps({"items": [{"productId": "p", "quantity": 1}]}).encode(),
@@ -244,6 +248,12 @@ SENTENCES: list[Any] = [
         item(variantId=5),
         "items[0].variantId",
         "items[0].variantId must be a non-empty string of at most 128 characters, or null",
+    ),
+    pytest.param(
+        "/api/v1/orders",
+        order(userId="   "),
+        "userId",
+        "userId must be a non-blank string of at most 128 characters",
     ),
     pytest.param("/api/v1/orders", item(price=1), "items[0].price", "items[0].price is not a known field"),
     pytest.param("/api/v1/orders", json.dumps({"items": []}), "userId", "userId is required"),

@@ -18,6 +18,7 @@ MAX_NAME_LENGTH = 200
 MAX_STOCK = 1_000_000_000
 
 AN_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
+A_USER_ID = f"a non-blank string of at most {MAX_ID_LENGTH} characters"
 A_QUANTITY = f"an integer from 1 to {MAX_QUANTITY}"
 SOME_ITEMS = f"an array of 1 to {MAX_ITEMS} objects"
 SOME_IDS = f"an array of 1 to {MAX_ITEMS} ids"
@@ -42,7 +43,7 @@ class OrderItemRequest:
 
 @attrs.frozen
 class CreateOrderRequest:
-    user_id: str = attrs.field(metadata=expects(AN_ID))
+    user_id: str = attrs.field(metadata=expects(A_USER_ID))
     items: tuple[OrderItemRequest, ...] = attrs.field(metadata=expects(SOME_ITEMS))
 
 
@@ -82,7 +83,8 @@ def check_id(field: str, value: str) -> None:
 
 
 def check_order(body: CreateOrderRequest) -> None:
-    check_id("userId", body.user_id)
+    if not body.user_id.strip() or len(body.user_id) > MAX_ID_LENGTH:
+        raise reject("userId", A_USER_ID)
     if not 1 <= len(body.items) <= MAX_ITEMS:
         raise reject("items", SOME_ITEMS)
     for index, item in enumerate(body.items):
