@@ -121,6 +121,15 @@ class ProductServiceUnavailable(DependencyUnavailable):
         )
 
 
+class CacheFallbackUnavailable(ProductServiceUnavailable):
+    """The Product Service is unavailable and its fallback, the product cache, could not be read."""
+
+    def __init__(self, details: Any = None) -> None:
+        super().__init__(
+            "Product Service is currently unavailable and the product cache cannot be read", details
+        )
+
+
 class StoreUnavailable(DependencyUnavailable):
     code = "store_unavailable"
 
