@@ -11,7 +11,7 @@ import attrs
 from application.envelopes import EnvelopeFactory
 from application.ports import Clock, IdempotencyRecord, IdGenerator, OrderStore
 from application.product_fetching import ProductFetcher
-from domain.errors import IdempotencyConflict, StoreUnavailable
+from domain.errors import CacheFallbackUnavailable, IdempotencyConflict, StoreUnavailable
 from domain.orders import Order, OrderLine, PriceSource, place_order
 
 
@@ -51,7 +51,11 @@ class CreateOrderHandler:
             earlier = await self.orders.idempotency_record(command.idempotency_key)
             if earlier is not None:
                 return await self._replay(earlier, fingerprint)
-        fetched = await self.fetcher.fetch([line.product_id for line in command.lines], remember=False)
+        try:
+            fetched = await self.fetcher.fetch([line.product_id for line in command.lines], remember=False)
+        except CacheFallbackUnavailable as down:
+            # The cache lives in the order store's Redis: with it down the order could not be stored either.
+            raise StoreUnavailable(details=down.details) from down
         order = place_order(
             order_id=self.ids.new_id(),
             user_id=command.user_id,

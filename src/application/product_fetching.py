@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from application.ports import Clock, ProductCache, ProductLookup, Telemetry
-from domain.errors import CacheUnavailable, ProductServiceUnavailable
+from domain.errors import CacheFallbackUnavailable, CacheUnavailable, ProductServiceUnavailable
 from domain.orders import PriceSource
 from domain.products import Product
 
@@ -26,7 +26,8 @@ class FetchedProducts:
 
 @attrs.frozen
 class ProductFetcher:
-    """Asks the Product Service first; when it is unavailable, answers from the cache or raises."""
+    """Asks the Product Service first; when it is unavailable, answers from the cache or raises
+    ProductServiceUnavailable (CacheFallbackUnavailable when the cache could not be read)."""
 
     lookup: ProductLookup
     cache: ProductCache
@@ -42,8 +43,13 @@ class ProductFetcher:
         try:
             found = await self.lookup.get_products(ids)
         except ProductServiceUnavailable as unavailable:
-            cached = await self.cached(ids)
+            cached, cache_down = await self._cached(ids)
             missing = [pid for pid in ids if pid not in cached]
+            if missing and cache_down is not None:
+                # not a miss: no fallback could be read (Redis is down), which a caller may tell apart
+                raise CacheFallbackUnavailable(
+                    {"productIds": missing, "reason": unavailable.message, "cache": cache_down.message}
+                ) from unavailable
             if missing:
                 raise ProductServiceUnavailable(
                     details={"productIds": missing, "reason": unavailable.message}
@@ -55,13 +61,18 @@ class ProductFetcher:
 
     async def cached(self, product_ids: Sequence[str]) -> dict[str, Product]:
         """Cached snapshots; a cache failure counts as a miss (the cache never takes an order down)."""
+        found, _ = await self._cached(product_ids)
+        return found
+
+    async def _cached(self, product_ids: Sequence[str]) -> tuple[dict[str, Product], CacheUnavailable | None]:
+        """Cached snapshots, and the cache's failure when it could not be read (then none are found)."""
         try:
-            found = await self.cache.get_many(product_ids)
+            found, down = await self.cache.get_many(product_ids), None
         except CacheUnavailable as error:
             log.warning("product cache unavailable, treated as a miss: %s", error.message)
-            found = {}
+            found, down = {}, error
         self.telemetry.cache_lookup(hits=len(found), misses=len(product_ids) - len(found))
-        return found
+        return found, down
 
     async def remember(self, products: Iterable[Product]) -> None:
         """Write fresh snapshots to the cache, skipping a version this fetcher wrote moments ago.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 
@@ -17,7 +18,21 @@ class OrderingError(Exception):
 
 
 class InvalidRequest(OrderingError):
+    """A request the wire refuses. Built by `of_fields`, its details name the fields:
+    `{"field": the first one, "problems": [{"field", "message"}, ...]}`, plus any extra keys."""
+
     code = "invalid_request"
+
+    @classmethod
+    def of_fields(cls, problems: Sequence[tuple[str, str]], **extra: Any) -> InvalidRequest:
+        """`problems`: (field, human sentence) pairs, at least one; the first one is the message."""
+        field, message = problems[0]
+        listed = [{"field": name, "message": sentence} for name, sentence in problems]
+        return cls(message, {"field": field, "problems": listed, **extra})
+
+    @classmethod
+    def of_field(cls, field: str, message: str, **extra: Any) -> InvalidRequest:
+        return cls.of_fields([(field, message)], **extra)
 
 
 class ProductNotFound(OrderingError):
@@ -103,6 +118,15 @@ class ProductServiceUnavailable(DependencyUnavailable):
         super().__init__(
             message or "Product Service is currently unavailable and product not in cache",
             details,
+        )
+
+
+class CacheFallbackUnavailable(ProductServiceUnavailable):
+    """The Product Service is unavailable and its fallback, the product cache, could not be read."""
+
+    def __init__(self, details: Any = None) -> None:
+        super().__init__(
+            "Product Service is currently unavailable and the product cache cannot be read", details
         )
 
 

@@ -56,7 +56,12 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "code": {"type": "string", "pattern": "^[a-z_]+$"},
                     "message": {"type": "string"},
-                    "details": {},
+                    "details": {
+                        "description": "On a 400: {field: the first field at fault, problems: [{field, "
+                        "message}] for every field at fault, the first one's message being `message`}, "
+                        "plus `reason` when the body is not readable JSON. Other errors: an object "
+                        "naming what the error is about (e.g. productId), or null."
+                    },
                 },
             }
         },
@@ -127,7 +132,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["userId", "items"],
         "properties": {
-            "userId": ID,
+            "userId": {**ID, "pattern": NOT_BLANK},
             "items": {
                 "type": "array",
                 "minItems": 1,

@@ -161,3 +161,25 @@ async def test_the_catalog_on_redis_is_unavailable_during_an_outage_and_recovers
     assert status == 201, created
     assert await services.call(services.product, "GET", f"/api/v1/products/{created['id']}") == (200, created)
     assert (await services.call(services.product, "GET", "/ready"))[0] == 200
+
+
+async def test_with_the_shared_redis_down_an_order_is_store_unavailable(
+    catalog_on_redis: Services, redis_clean: RedisServer
+) -> None:
+    """Both services on one Redis: the Product Service answers 503 and the cache fallback cannot be read."""
+    services = catalog_on_redis
+    status, product = await services.call(services.product, "POST", "/api/v1/products", NEW_PRODUCT)
+    assert status == 201
+
+    redis_clean.stop()
+
+    status, refused = await services.order_chair(product["id"])
+    assert (status, refused["error"]["code"]) == (503, "store_unavailable"), refused
+    assert refused["error"]["details"]["productIds"] == [product["id"]]
+
+    redis_clean.start()  # empty again: the product is created anew
+
+    status, product = await services.call(services.product, "POST", "/api/v1/products", NEW_PRODUCT)
+    assert status == 201
+    status, again = await services.order_chair(product["id"])
+    assert status == 201, again

@@ -111,14 +111,18 @@ async def test_product_service_down_and_product_not_cached_is_unavailable(order_
     assert await order_side.outbox.count() == 0
 
 
-async def test_a_cache_outage_during_a_product_service_outage_is_still_service_unavailable(
+async def test_a_cache_outage_during_a_product_service_outage_is_store_unavailable(
     order_side: OrderSide,
 ) -> None:
+    """The cache shares the order store's Redis: with it down, the order could not be stored either."""
     await order_side.cache.put(a_product(CHAIR))
     order_side.cache.outage.down = True
     order_side.lookup.available = False
-    with pytest.raises(ProductServiceUnavailable):
+    with pytest.raises(StoreUnavailable) as caught:
         await order_side.create_order(order_of((CHAIR, 1)))
+    assert caught.value.code == "store_unavailable"
+    assert caught.value.details["productIds"] == [CHAIR]
+    assert "unavailable" in caught.value.details["reason"]
 
 
 async def test_a_cache_outage_does_not_stop_orders_while_the_product_service_answers(

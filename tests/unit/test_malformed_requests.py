@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
+from .error_bodies import check_invalid_request
 from .running import ADMIN_TOKEN, JSON, Running, json_of, start, stop
 
 
@@ -45,6 +46,10 @@ MALFORMED_ORDERS: list[Any] = [
     pytest.param(b"[" * 100_000 + b"]" * 100_000, 400, "JSON", id="nested-too-deep"),
     pytest.param(order(userId=7).encode(), 400, "userId", id="userId-number"),
     pytest.param(order(userId="").encode(), 400, "userId", id="userId-empty"),
+    pytest.param(order(userId="   ").encode(), 400, "userId must be a non-blank string", id="userId-blank"),
+    pytest.param(
+        order(userId="\t\n").encode(), 400, "userId must be a non-blank string", id="userId-whitespace"
+    ),
     pytest.param(order(userId="u" * 129).encode(), 400, "userId", id="userId-too-long"),
     pytest.param(
         json.dumps({"items": [{"productId": "p", "quantity": 1}]}).encode(),
@@ -60,8 +65,10 @@ MALFORMED_ORDERS: list[Any] = [
         "items",
         id="items-101",
     ),
-    pytest.param(order(items={"productId": "p"}).encode(), 400, "items", id="items-object"),
-    pytest.param(order(items=[None]).encode(), 400, "items", id="item-null"),
+    pytest.param(order(items={"productId": "p"}).encode(), 400, "items must be an array", id="items-object"),
+    pytest.param(order(items="p-1").encode(), 400, "items must be an array", id="items-string"),
+    pytest.param(order(items=[None]).encode(), 400, "items[0] must be an object", id="item-null"),
+    pytest.param(order(items=[5]).encode(), 400, "items[0] must be an object", id="item-number"),
     pytest.param(item(quantity=0).encode(), 400, "quantity", id="quantity-zero"),
     pytest.param(item(quantity=-1).encode(), 400, "quantity", id="quantity-negative"),
     pytest.param(item(quantity=10_001).encode(), 400, "quantity", id="quantity-over-10000"),
@@ -83,13 +90,13 @@ MALFORMED_ORDERS: list[Any] = [
     pytest.param(
         item().replace('"quantity": 1', '"quantity": ' + "9" * 5000).encode(),
         400,
-        "JSON",
+        "items[0].quantity must be an integer from 1 to 10000",
         id="quantity-5000-digits",
     ),
     pytest.param(item(productId="").encode(), 400, "productId", id="productId-empty"),
     pytest.param(item(productId="p" * 129).encode(), 400, "productId", id="productId-too-long"),
     pytest.param(item(productId=12).encode(), 400, "productId", id="productId-number"),
-    pytest.param(item(variantId=5).encode(), 400, "variantId", id="variantId-number"),
+    pytest.param(item(variantId=5).encode(), 400, "items[0].variantId must be", id="variantId-number"),
     pytest.param(item(variantId="").encode(), 400, "variantId", id="variantId-empty"),
     pytest.param(order(coupon="FREE").encode(), 400, "coupon", id="unknown-field"),
     pytest.param(item(price=1).encode(), 400, "price", id="unknown-item-field"),
@@ -118,9 +125,11 @@ async def test_a_malformed_order_is_a_4xx_with_the_error_body(
     assert "Traceback" not in text
     body = json.loads(text)
     assert_error_body(body, status, response)
-    assert named in body["error"]["message"] + json.dumps(body["error"]["details"])
     if status == 400:
-        assert body["error"]["code"] == "invalid_request"
+        assert named in body["error"]["message"]
+        check_invalid_request(body["error"])
+    else:
+        assert named in body["error"]["message"] + json.dumps(body["error"]["details"])
 
 
 async def test_a_body_over_one_mebibyte_is_413(running: Running) -> None:
@@ -148,7 +157,8 @@ async def test_an_overlong_idempotency_key_is_400(running: Running) -> None:
     )
     body = await json_of(response)
     assert_error_body(body, 400, response)
-    assert "Idempotency-Key" in body["error"]["message"]
+    assert body["error"]["message"] == "Idempotency-Key must be a string of 1 to 255 characters"
+    check_invalid_request(body["error"])
 
 
 @pytest.mark.parametrize(
@@ -213,3 +223,109 @@ async def test_a_gzip_bomb_is_413_not_inflated_into_memory(running: Running) -> 
         "/api/v1/orders", data=raw, headers={**JSON, "Content-Encoding": "gzip", "Connection": "close"}
     )
     assert_error_body(await json_of(response), 413, response)
+
+
+PRODUCT = {
+    "name": "Footrest",
+    "basePrice": 35,
+    "currentPrice": 35,
+    "currency": "USD",
+    "status": "ACTIVE",
+    "quantityAvailable": 3,
+}
+
+SENTENCES: list[Any] = [
+    pytest.param("/api/v1/orders", order(items="p-1"), "items", "items must be an array of 1 to 100 objects"),
+    pytest.param("/api/v1/orders", order(items=[5]), "items[0]", "items[0] must be an object"),
+    pytest.param(
+        "/api/v1/orders",
+        item(quantity="2"),
+        "items[0].quantity",
+        "items[0].quantity must be an integer from 1 to 10000",
+    ),
+    pytest.param(
+        "/api/v1/orders",
+        item(variantId=5),
+        "items[0].variantId",
+        "items[0].variantId must be a non-empty string of at most 128 characters, or null",
+    ),
+    pytest.param(
+        "/api/v1/orders",
+        order(userId="   "),
+        "userId",
+        "userId must be a non-blank string of at most 128 characters",
+    ),
+    pytest.param("/api/v1/orders", item(price=1), "items[0].price", "items[0].price is not a known field"),
+    pytest.param("/api/v1/orders", json.dumps({"items": []}), "userId", "userId is required"),
+    pytest.param(
+        "/api/v1/products/batch", json.dumps({"ids": "p-1"}), "ids", "ids must be an array of 1 to 100 ids"
+    ),
+    pytest.param("/api/v1/products/batch", json.dumps({"ids": [7]}), "ids[0]", "ids[0] must be a string"),
+    pytest.param(
+        "/api/v1/products",
+        json.dumps({**PRODUCT, "status": "FOO"}),
+        "status",
+        "status must be one of ACTIVE, INACTIVE, DISCONTINUED",
+    ),
+    pytest.param(
+        "/api/v1/products",
+        json.dumps({**PRODUCT, "basePrice": "35"}),
+        "basePrice",
+        "basePrice must be a number from 0 below 1000000000 with at most 2 decimals",
+    ),
+    pytest.param(
+        "/api/v1/products",
+        json.dumps({**PRODUCT, "name": 5}),
+        "name",
+        "name must be a non-blank string of at most 200 characters",
+    ),
+    pytest.param(
+        "/api/v1/products",
+        json.dumps({**PRODUCT, "quantityAvailable": "3"}),
+        "quantityAvailable",
+        "quantityAvailable must be an integer from 0 to 1000000000",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "raw", "field", "sentence"), SENTENCES)
+async def test_a_400_says_in_words_which_field_must_be_what(
+    running: Running, path: str, raw: str, field: str, sentence: str
+) -> None:
+    client = running.order if path.startswith("/api/v1/orders") else running.product
+    response = await client.post(path, data=raw.encode(), headers=JSON)
+    body = await json_of(response)
+    assert_error_body(body, 400, response)
+    check_invalid_request(body["error"])
+    assert body["error"]["message"] == sentence
+    assert body["error"]["details"]["field"] == field
+
+
+async def test_every_problem_of_a_body_is_listed_the_first_one_as_the_message(running: Running) -> None:
+    raw = json.dumps({**PRODUCT, "basePrice": "35", "status": "FOO", "colour": "red"}).encode()
+    body = await json_of(await running.product.post("/api/v1/products", data=raw, headers=JSON))
+    check_invalid_request(body["error"])
+    assert body["error"]["details"] == {
+        "field": "basePrice",
+        "problems": [
+            {
+                "field": "basePrice",
+                "message": "basePrice must be a number from 0 below 1000000000 with at most 2 decimals",
+            },
+            {"field": "status", "message": "status must be one of ACTIVE, INACTIVE, DISCONTINUED"},
+            {"field": "colour", "message": "colour is not a known field"},
+        ],
+    }
+
+
+async def test_a_patch_status_names_its_values(running: Running) -> None:
+    created = await json_of(
+        await running.product.post("/api/v1/products", data=json.dumps(PRODUCT).encode(), headers=JSON)
+    )
+    response = await running.product.patch(
+        f"/api/v1/products/{created['id']}", data=b'{"status": "FOO"}', headers=JSON
+    )
+    body = await json_of(response)
+    assert response.status == 400
+    check_invalid_request(body["error"])
+    assert body["error"]["message"] == "status must be one of ACTIVE, INACTIVE, DISCONTINUED, or null"

@@ -171,6 +171,14 @@ def test_request_wire_refuses_coercion_and_names_the_field(body: dict[str, Any],
     with pytest.raises(InvalidRequest) as caught:
         structure_or_reject(REQUESTS, loads(json.dumps(body)), CreateOrderRequest)
     assert field in caught.value.message
+    assert caught.value.details["field"].startswith(field)
+
+
+def test_a_validator_nested_in_event_data_still_says_which_rule_was_broken() -> None:
+    product = json.loads(dumps(product_to_wire(a_product(CHAIR))))
+    data = {"productId": CHAIR, "requestId": "r-1", "productDetails": {**product, "quantityAvailable": -1}}
+    with pytest.raises(UndecodableEvent, match=r"data\.productDetails is invalid: .*must be >= 0"):
+        decode(wire_event(type="product.details_provided", data=data))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -10,9 +12,13 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 import simplejson
-from cattrs.errors import IterableValidationError, IterableValidationNote
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-from cattrs.v import format_exception
 
 from domain.errors import InvalidRequest
 
@@ -144,47 +150,134 @@ _DECODER = simplejson.JSONDecoder(parse_float=Decimal)
 """Built once: `simplejson.dumps/loads` with options build a new encoder/decoder per call."""
 
 
+def _int_or_decimal(digits: str) -> int | Decimal:
+    """Python refuses to read an int of more than 4300 digits; such a number stays an exact Decimal,
+    which an integer field then refuses by name (and no money field accepts)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return Decimal(digits)
+
+
+_REQUEST_DECODER = simplejson.JSONDecoder(parse_float=Decimal, parse_int=_int_or_decimal)
+
+
 def dumps(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-def loads(raw: bytes | str) -> Any:
-    """Parse JSON keeping every non-integer number as an exact Decimal; unreadable JSON is a ValueError."""
+def loads(raw: bytes | str, *, long_integers: bool = False) -> Any:
+    """Parse JSON keeping every non-integer number as an exact Decimal; unreadable JSON is a ValueError.
+
+    `long_integers`: an integer too long for `int` is a Decimal instead of a ValueError (request
+    bodies, so that the field holding it is named).
+    """
+    decoder = _REQUEST_DECODER if long_integers else _DECODER
     try:
-        return _DECODER.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (ArithmeticError, RecursionError) as error:
-        # a number beyond Decimal's exponent range (InvalidOperation), or nesting too deep to parse
-        raise ValueError(f"unreadable JSON ({type(error).__name__})") from None
+        return decoder.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except ArithmeticError:
+        raise ValueError("unreadable JSON: a number beyond the exponent range of a decimal") from None
+    except RecursionError:
+        raise ValueError("unreadable JSON: nested too deep") from None
 
 
 def structure_or_reject(converter: cattrs.Converter, payload: object, cls: type[T], what: str = "body") -> T:
-    """Structure `payload` into `cls`, or raise InvalidRequest naming the offending field."""
+    """Structure `payload` into `cls`, or raise InvalidRequest naming every offending field.
+
+    Fields are named as on the wire (`items[0].quantity`), relative to the body, or under `what`
+    for anything else (`data.productId`); each problem says what the field must be, in words.
+    """
     try:
         return converter.structure(payload, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as error:
-        problems = (
-            [_camel_path(p) for p in cattrs.transform_error(error, path=what, format_exception=_described)]
-            if isinstance(error, cattrs.BaseValidationError)
-            else [f"{error} @ {what}"]
-        )
-        raise InvalidRequest(_first_sentence(problems[0]), {"problems": problems}) from None
+        root = "" if what == "body" else what
+        raise InvalidRequest.of_fields(
+            _problems(error, root, cls) or [(what, f"{what} is invalid")]
+        ) from None
 
 
-def _described(error: BaseException, cls: type | None) -> str:
-    """cattrs's wording, with what a class's validator said: "invalid value" alone names no rule."""
-    text = format_exception(error, cls)
-    return f"{text} ({error})" if cls is None and isinstance(error, ValueError) and str(error) else text
+EXPECTED = "expected"
+"""attrs field metadata: what the field must be, in words following "must be" ("an integer from 1 to 10")."""
 
 
-def _camel_path(problem: str) -> str:
-    """cattrs names attributes by their Python names; the wire speaks camelCase."""
-    message, _, where = problem.rpartition(" @ ")
-    if not message:
-        return problem
-    return f"{message} @ {'.'.join(camel(part) for part in where.split('.'))}"
+def describe(cls: Any) -> str:
+    """What a value of `cls` looks like on the wire, in words."""
+    args = typing.get_args(cls)
+    if typing.get_origin(cls) in (typing.Union, types.UnionType):
+        kinds = [describe(arg) for arg in args if arg is not type(None)]
+        if type(None) in args:
+            kinds.append("null")
+        return (", or " if any("," in kind for kind in kinds) else " or ").join(kinds)
+    if _is_sequence_type(cls) or typing.get_origin(cls) in (list, tuple):
+        return "an array"
+    if isinstance(cls, type) and issubclass(cls, enum.Enum):
+        return f"one of {', '.join(str(member.value) for member in cls)}"
+    if isinstance(cls, type) and (attrs.has(cls) or issubclass(cls, dict)):
+        return "an object"
+    return _WORDS.get(cls, "a valid value")
 
 
-def _first_sentence(problem: str) -> str:
-    message, _, where = problem.rpartition(" @ ")
-    field = where.removeprefix("body.").removeprefix("body")
-    return f"Invalid field {field or 'body'}: {message}" if message else problem
+_WORDS: dict[Any, str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    Decimal: "a number",
+    datetime: "an ISO-8601 timestamp with a timezone, such as 2026-11-23T10:00:00Z",
+}
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _key(path: str, key: str) -> str:
+    """A key as sent, quoted when it is not a plain name (`body[""]`, `items[0]["a b"]`)."""
+    if key.isidentifier():
+        return _join(path, key)
+    return f"{path or 'body'}[{simplejson.dumps(key, ensure_ascii=False)}]"
+
+
+def _problems(
+    error: BaseException, path: str, cls: Any, expected: str | None = None
+) -> list[tuple[str, str]]:
+    """(field, sentence) for every problem under `error`, walking cattrs' detailed validation tree."""
+    field = path or "body"
+    if isinstance(error, IterableValidationError):
+        return _item_problems(error, field, cls)
+    if isinstance(error, ClassValidationError):
+        return _attribute_problems(error, path)
+    if isinstance(error, KeyError):
+        return [(field, f"{field} is required")]
+    if isinstance(error, ValueError) and isinstance(cls, type) and attrs.has(cls):
+        return [(field, f"{field} is invalid: {error}")]  # an attrs validator of the class said why
+    if expected is not None:
+        nullable = type(None) in typing.get_args(cls)
+        return [(field, f"{field} must be {expected}{', or null' if nullable else ''}")]
+    return [(field, f"{field} must be {describe(cls)}")]
+
+
+def _item_problems(error: IterableValidationError, field: str, cls: Any) -> list[tuple[str, str]]:
+    with_notes, without = error.group_exceptions()
+    found = [
+        problem
+        for inner, note in with_notes
+        for problem in _problems(inner, f"{field}[{note.index}]", note.type)
+    ]
+    return found + [(field, f"{field} must be {describe(cls)}") for _ in without[:1]]
+
+
+def _attribute_problems(error: ClassValidationError, path: str) -> list[tuple[str, str]]:
+    with_notes, without = error.group_exceptions()
+    attributes = attrs.fields_dict(error.cl) if attrs.has(error.cl) else {}
+    found = []
+    for inner, note in with_notes:
+        attribute = attributes.get(note.name)
+        words = attribute.metadata.get(EXPECTED) if attribute is not None else None
+        found += _problems(inner, _join(path, camel(note.name)), note.type, words)
+    for inner in without:
+        if isinstance(inner, ForbiddenExtraKeysError):
+            names = [_key(path, key) for key in sorted(inner.extra_fields)]
+            found += [(name, f"{name} is not a known field") for name in names]
+        else:
+            found += _problems(inner, path, error.cl)
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from entrypoints.containers import OrderService
 from entrypoints.http.errors import error_response, ordering_error_response
 from entrypoints.http.ops import OUTBOX_WAKEUP
 from entrypoints.http.parsing import json_response, read_body
-from entrypoints.http.schemas import CreateOrderRequest, check_id, check_order
+from entrypoints.http.schemas import CreateOrderRequest, check_id, check_order, reject
 
 ORDER_SERVICE = web.AppKey("order_service", OrderService)
 BACKGROUND = web.AppKey("background", BackgroundTasks)
@@ -25,6 +26,8 @@ routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
 @routes.post("/api/v1/orders")
@@ -34,10 +37,7 @@ async def create_order(request: web.Request) -> web.Response:
     check_order(body)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-        raise InvalidRequest(
-            f"Invalid header Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters",
-            {"field": "Idempotency-Key"},
-        )
+        raise reject("Idempotency-Key", f"a string of 1 to {MAX_IDEMPOTENCY_KEY} characters")
     placed = await service.create_order()(
         CreateOrder(
             user_id=body.user_id,
@@ -73,7 +73,8 @@ async def list_orders(request: web.Request) -> web.Response:
     flag_text = request.query.get("flag")
     unknown = sorted(set(request.query) - {"productId", "flag", "limit"})
     if unknown:
-        raise InvalidRequest(f"Unknown query parameter {unknown[0]}", {"field": unknown[0]})
+        name = unknown[0] if unknown[0].isidentifier() else json.dumps(unknown[0], ensure_ascii=False)
+        raise InvalidRequest.of_field(name, f"{name} is not a known query parameter (productId, flag, limit)")
     if product_id is not None:
         check_id("productId", product_id)
     flag = None
@@ -81,15 +82,13 @@ async def list_orders(request: web.Request) -> web.Response:
         try:
             flag = OrderFlag(flag_text)
         except ValueError:
-            raise InvalidRequest(
-                f"Invalid field flag: must be one of {', '.join(OrderFlag)}", {"field": "flag"}
-            ) from None
-    limit_text = request.query.get("limit", "100")
+            raise reject("flag", f"one of {', '.join(OrderFlag)}") from None
+    limit_text = request.query.get("limit", str(DEFAULT_LIMIT))
     # ASCII digits only: str.isdigit() also passes "²", which int() refuses; at most 4 of them
     if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 4) or not (
-        1 <= int(limit_text) <= 1000
+        1 <= int(limit_text) <= MAX_LIMIT
     ):
-        raise InvalidRequest("Invalid field limit: an integer 1..1000", {"field": "limit"})
+        raise reject("limit", f"an integer from 1 to {MAX_LIMIT}")
     orders = await request.app[ORDER_SERVICE].list_orders()(product_id, flag, int(limit_text))
     return json_response({"items": [order_to_wire(o) for o in orders]})
 

@@ -15,26 +15,31 @@ T = TypeVar("T")
 MAX_BODY_BYTES = 1024 * 1024
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_body(request: web.Request, cls: type[T]) -> T:
     try:
         raw = await request.read()
     except web.RequestPayloadError as error:
         # e.g. `Content-Encoding: gzip` on bytes that are not gzip
-        raise InvalidRequest("The request body could not be read", {"reason": str(error)}) from None
+        raise InvalidRequest.of_field(
+            "body", "The request body could not be read", reason=str(error)
+        ) from None
+    return parse_body(raw, cls)
+
+
+def parse_body(raw: bytes, cls: type[T]) -> T:
+    """A JSON object structured into `cls`, or InvalidRequest naming the field(s) at fault."""
     if not raw.strip():
-        raise InvalidRequest("The request body is empty; a JSON object is expected")
+        raise InvalidRequest.of_field("body", "The request body is empty; a JSON object is expected")
     try:
-        return loads(raw.decode("utf-8"))
+        payload = loads(raw.decode("utf-8"), long_integers=True)
     except UnicodeDecodeError:
-        raise InvalidRequest("The request body is not UTF-8") from None
+        raise InvalidRequest.of_field("body", "The request body is not UTF-8") from None
     except (ValueError, RecursionError) as error:
-        raise InvalidRequest("The request body is not valid JSON", {"reason": str(error)}) from None
-
-
-async def read_body(request: web.Request, cls: type[T]) -> T:
-    payload = await read_json(request)
+        raise InvalidRequest.of_field(
+            "body", "The request body is not valid JSON", reason=str(error)
+        ) from None
     if not isinstance(payload, dict):
-        raise InvalidRequest("The request body must be a JSON object")
+        raise InvalidRequest.of_field("body", "The request body must be a JSON object")
     return structure_or_reject(REQUESTS, payload, cls)
 
 

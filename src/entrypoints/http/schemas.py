@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import attrs
 
+from adapters.wire.converter import EXPECTED
 from domain.errors import InvalidRequest
 from domain.money import is_money
 from domain.products import ProductStatus
@@ -16,86 +17,104 @@ MAX_QUANTITY = 10_000
 MAX_NAME_LENGTH = 200
 MAX_STOCK = 1_000_000_000
 
+AN_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
+A_USER_ID = f"a non-blank string of at most {MAX_ID_LENGTH} characters"
+A_QUANTITY = f"an integer from 1 to {MAX_QUANTITY}"
+SOME_ITEMS = f"an array of 1 to {MAX_ITEMS} objects"
+SOME_IDS = f"an array of 1 to {MAX_ITEMS} ids"
+A_NAME = f"a non-blank string of at most {MAX_NAME_LENGTH} characters"
+A_PRICE = "a number from 0 below 1000000000 with at most 2 decimals"
+A_STOCK = f"an integer from 0 to {MAX_STOCK}"
+A_CURRENCY = "a 3-letter ISO 4217 code such as USD"
+"""What each field must be, in the words of the 400 that refuses it (type and limits alike)."""
+
+
+def expects(words: str) -> dict[str, str]:
+    """attrs field metadata: a value of the wrong type is refused with `words`."""
+    return {EXPECTED: words}
+
 
 @attrs.frozen
 class OrderItemRequest:
-    product_id: str
-    quantity: int
-    variant_id: str | None = None
+    product_id: str = attrs.field(metadata=expects(AN_ID))
+    quantity: int = attrs.field(metadata=expects(A_QUANTITY))
+    variant_id: str | None = attrs.field(default=None, metadata=expects(AN_ID))
 
 
 @attrs.frozen
 class CreateOrderRequest:
-    user_id: str
-    items: tuple[OrderItemRequest, ...]
+    user_id: str = attrs.field(metadata=expects(A_USER_ID))
+    items: tuple[OrderItemRequest, ...] = attrs.field(metadata=expects(SOME_ITEMS))
 
 
 @attrs.frozen
 class BatchRequest:
-    ids: tuple[str, ...]
+    ids: tuple[str, ...] = attrs.field(metadata=expects(SOME_IDS))
 
 
 @attrs.frozen
 class CreateProductRequest:
-    name: str
-    base_price: Decimal
-    current_price: Decimal
-    currency: str
+    name: str = attrs.field(metadata=expects(A_NAME))
+    base_price: Decimal = attrs.field(metadata=expects(A_PRICE))
+    current_price: Decimal = attrs.field(metadata=expects(A_PRICE))
+    currency: str = attrs.field(metadata=expects(A_CURRENCY))
     status: ProductStatus
-    quantity_available: int
-    id: str | None = None
+    quantity_available: int = attrs.field(metadata=expects(A_STOCK))
+    id: str | None = attrs.field(default=None, metadata=expects(AN_ID))
 
 
 @attrs.frozen
 class PatchProductRequest:
-    name: str | None = None
-    base_price: Decimal | None = None
-    current_price: Decimal | None = None
+    name: str | None = attrs.field(default=None, metadata=expects(A_NAME))
+    base_price: Decimal | None = attrs.field(default=None, metadata=expects(A_PRICE))
+    current_price: Decimal | None = attrs.field(default=None, metadata=expects(A_PRICE))
     status: ProductStatus | None = None
-    quantity_available: int | None = None
+    quantity_available: int | None = attrs.field(default=None, metadata=expects(A_STOCK))
 
 
-def _reject(field: str, problem: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid field {field}: {problem}", {"field": field})
+def reject(field: str, words: str) -> InvalidRequest:
+    """`field` must be `words`."""
+    return InvalidRequest.of_field(field, f"{field} must be {words}")
 
 
 def check_id(field: str, value: str) -> None:
     if not value or len(value) > MAX_ID_LENGTH:
-        raise _reject(field, f"must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+        raise reject(field, AN_ID)
 
 
 def check_order(body: CreateOrderRequest) -> None:
-    check_id("userId", body.user_id)
+    if not body.user_id.strip() or len(body.user_id) > MAX_ID_LENGTH:
+        raise reject("userId", A_USER_ID)
     if not 1 <= len(body.items) <= MAX_ITEMS:
-        raise _reject("items", f"must hold 1 to {MAX_ITEMS} entries")
+        raise reject("items", SOME_ITEMS)
     for index, item in enumerate(body.items):
         check_id(f"items[{index}].productId", item.product_id)
         if not 1 <= item.quantity <= MAX_QUANTITY:
-            raise _reject(f"items[{index}].quantity", f"must be an integer 1..{MAX_QUANTITY}")
+            raise reject(f"items[{index}].quantity", A_QUANTITY)
         if item.variant_id is not None:
             check_id(f"items[{index}].variantId", item.variant_id)
 
 
 def check_batch(body: BatchRequest) -> None:
     if not 1 <= len(body.ids) <= MAX_ITEMS:
-        raise _reject("ids", f"must hold 1 to {MAX_ITEMS} ids")
+        raise reject("ids", SOME_IDS)
     for index, product_id in enumerate(body.ids):
         check_id(f"ids[{index}]", product_id)
 
 
 def _check_price(field: str, value: Decimal | None) -> None:
     if value is not None and not is_money(value):
-        raise _reject(field, "must be a number from 0 below 1e9 with at most 2 decimals")
+        raise reject(field, A_PRICE)
 
 
 def _check_name(value: str | None) -> None:
     if value is not None and not (value.strip() and len(value) <= MAX_NAME_LENGTH):
-        raise _reject("name", f"must be a non-blank string of at most {MAX_NAME_LENGTH} characters")
+        raise reject("name", A_NAME)
 
 
 def _check_stock(value: int | None) -> None:
     if value is not None and not 0 <= value <= MAX_STOCK:
-        raise _reject("quantityAvailable", f"must be an integer 0..{MAX_STOCK}")
+        raise reject("quantityAvailable", A_STOCK)
 
 
 def check_new_product(body: CreateProductRequest) -> None:
@@ -106,13 +125,13 @@ def check_new_product(body: CreateProductRequest) -> None:
     _check_price("currentPrice", body.current_price)
     _check_stock(body.quantity_available)
     if not (len(body.currency) == 3 and body.currency.isascii() and body.currency.isupper()):
-        raise _reject("currency", "must be a 3-letter ISO 4217 code such as USD")
+        raise reject("currency", A_CURRENCY)
 
 
 def check_patch(body: PatchProductRequest) -> None:
     if all(getattr(body, f.name) is None for f in attrs.fields(PatchProductRequest)):
-        raise InvalidRequest(
-            "Nothing to change: give any of name, basePrice, currentPrice, status, quantityAvailable"
+        raise InvalidRequest.of_field(
+            "body", "Nothing to change: give any of name, basePrice, currentPrice, status, quantityAvailable"
         )
     _check_name(body.name)
     _check_price("basePrice", body.base_price)
