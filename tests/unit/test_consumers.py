@@ -17,6 +17,7 @@ from adapters.memory.broker import InMemoryBroker
 from adapters.memory.small_ports import InMemoryProcessedEvents
 from adapters.metrics import ServiceMetrics
 from adapters.wire.event_json import encode
+from application.ports import ProcessedEvents
 from domain.errors import InvalidRequest, StoreUnavailable
 from domain.events import (
     ORDER_CREATED,
@@ -44,7 +45,7 @@ from entrypoints.event_routing import (
 )
 
 from .builders import CHAIR, a_product, an_envelope
-from .fakes import START
+from .fakes import START, ManualClock
 from .polling import eventually
 from .wiring import OrderSide, ProductSide, build_order_side, build_product_side
 
@@ -91,13 +92,11 @@ async def rig(order_side: OrderSide, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     handlers[PRODUCT_CREATED] = counting_created
     handlers[PRODUCT_DISCONTINUED] = refusing
     handlers[PRODUCT_AVAILABILITY_CHANGED] = hanging
-    consumer = EventConsumer(
-        name="order-service",
-        handlers=handlers,
+    consumer = a_consumer(
+        order_side.clock,
+        order_side.metrics,
+        handlers,
         broker=broker,
-        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
-        metrics=order_side.metrics,
-        clock=order_side.clock,
         max_deliver=MAX_DELIVER,
         handler_timeout_s=0.05,
     )
@@ -105,6 +104,28 @@ async def rig(order_side: OrderSide, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     await broker.subscribe_batches(spec, consumer.handle_batch)  # as subscribe_consumers does
     yield Rig(order_side, broker, applied)
     await broker.close()
+
+
+def a_consumer(
+    clock: ManualClock,
+    metrics: ServiceMetrics,
+    handlers: Mapping[str, EventHandler],
+    *,
+    name: str = "order-service",
+    broker: InMemoryBroker | None = None,
+    processed: ProcessedEvents | None = None,
+    **options: Any,
+) -> EventConsumer:
+    """An EventConsumer over in-memory twins; `options` as EventConsumer takes them."""
+    return EventConsumer(
+        name=name,
+        handlers=dict(handlers),
+        broker=InMemoryBroker() if broker is None else broker,
+        processed=InMemoryProcessedEvents(clock=clock, ttl_s=3600) if processed is None else processed,
+        metrics=metrics,
+        clock=clock,
+        **options,
+    )
 
 
 def created(event_id: str = "e-1", **product: Any) -> Envelope:
@@ -380,14 +401,8 @@ async def test_a_dead_letter_is_counted_under_the_type_of_its_subject(
     order_side: OrderSide, subject: str, label: str
 ) -> None:
     broker = InMemoryBroker()
-    consumer = EventConsumer(
-        name="order-service",
-        handlers=order_service_handlers(order_side.reactions, order_side.pending),
-        broker=broker,
-        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
-        metrics=order_side.metrics,
-        clock=order_side.clock,
-    )
+    handlers = order_service_handlers(order_side.reactions, order_side.pending)
+    consumer = a_consumer(order_side.clock, order_side.metrics, handlers, broker=broker)
     poison = FakeDelivery(subject, b"{not json")
 
     await consumer.handle_batch([poison])
@@ -403,14 +418,8 @@ async def test_a_request_that_can_never_be_answered_is_dead_lettered_at_once(
 ) -> None:
     broker = InMemoryBroker()
     metrics = ServiceMetrics()
-    consumer = EventConsumer(
-        name="product-service",
-        handlers=product_service_handlers(product_side.catalog, product_side.answer),
-        broker=broker,
-        processed=InMemoryProcessedEvents(clock=product_side.clock, ttl_s=3600),
-        metrics=metrics,
-        clock=product_side.clock,
-    )
+    handlers = product_service_handlers(product_side.catalog, product_side.answer)
+    consumer = a_consumer(product_side.clock, metrics, handlers, name="product-service", broker=broker)
     wire = json.loads(
         encode(an_envelope("e-1", ProductDetailsRequested(CHAIR, "r-1", "product.details_provided")))
     )
@@ -453,14 +462,8 @@ async def test_a_batch_is_looked_up_once_and_each_delivery_settled_on_its_own(or
     processed = CountingProcessedEvents(InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600))
     await processed.remember("e-old")
     broker = InMemoryBroker()
-    consumer = EventConsumer(
-        name="order-service",
-        handlers=order_service_handlers(order_side.reactions, order_side.pending),
-        broker=broker,
-        processed=processed,
-        metrics=order_side.metrics,
-        clock=order_side.clock,
-    )
+    handlers = order_service_handlers(order_side.reactions, order_side.pending)
+    consumer = a_consumer(order_side.clock, order_side.metrics, handlers, broker=broker, processed=processed)
     fresh = FakeDelivery(PRODUCT_CREATED, encode(created("e-new")))
     duplicate = FakeDelivery(PRODUCT_CREATED, encode(created("e-old", name="Not applied")))
     poison = FakeDelivery(PRODUCT_CREATED, b"{not json")
@@ -480,14 +483,7 @@ async def test_one_failing_event_of_a_batch_is_retried_and_the_others_acked(orde
         if envelope.id == "e-2":
             raise StoreUnavailable("the order store is down")
 
-    consumer = EventConsumer(
-        name="order-service",
-        handlers={PRODUCT_CREATED: flaky},
-        broker=InMemoryBroker(),
-        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
-        metrics=order_side.metrics,
-        clock=order_side.clock,
-    )
+    consumer = a_consumer(order_side.clock, order_side.metrics, {PRODUCT_CREATED: flaky})
     deliveries = [FakeDelivery(PRODUCT_CREATED, encode(created(f"e-{n}"))) for n in range(1, 4)]
 
     await consumer.handle_batch(deliveries)
@@ -560,14 +556,11 @@ async def test_a_slow_message_of_a_batch_holds_its_own_slot_only() -> None:
 
 
 def batch_consumer(order_side: OrderSide, alone: EventHandler, together: EventBatchHandler) -> EventConsumer:
-    return EventConsumer(
-        name="order-service",
-        handlers={PRODUCT_CREATED: alone},
+    return a_consumer(
+        order_side.clock,
+        order_side.metrics,
+        {PRODUCT_CREATED: alone},
         batch_handlers={PRODUCT_CREATED: together},
-        broker=InMemoryBroker(),
-        processed=InMemoryProcessedEvents(clock=order_side.clock, ttl_s=3600),
-        metrics=order_side.metrics,
-        clock=order_side.clock,
         handler_timeout_s=0.05,
     )
 
