@@ -4,15 +4,18 @@ One `aiohttp.ClientSession` (one connection pool) lives as long as the applicati
 is bounded by `timeout_s`; 5xx, 429 (honouring Retry-After), timeouts and connection errors are
 retried with exponential backoff and jitter up to `max_attempts` calls; other 4xx never are.
 The breaker (purgatory) opens after `failure_threshold` failures; while open no call is made;
-once the reset timeout passes, a single probe call decides whether it closes.
+once the reset timeout passes, a single probe call decides whether it closes. When it opens, the
+calls waiting out a backoff stop waiting: their next attempt finds it open, and their callers
+fall back at once instead of after the rest of the backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -71,7 +74,8 @@ def outcome_of(status: int) -> str:
 
 
 MAX_BATCH_CALLS_IN_FLIGHT = 2
-"""Batch calls out at once; lookups arriving while that many are out gather into the next one."""
+"""Batch calls out at once; lookups arriving while that many are out gather into the next one.
+A call waiting out a backoff is not out: lookups neither join it nor wait for it."""
 
 
 @attrs.define(eq=False)
@@ -112,6 +116,9 @@ class HttpProductClient:
     _in_flight: set[asyncio.Future[dict[str, Product]]] = attrs.field(factory=set, init=False)
     _gathering: _GatheringBatch | None = attrs.field(default=None, init=False)
     _sent: list[_GatheringBatch] = attrs.field(factory=list, init=False)
+    """The batches whose call is out now (on its first attempt): a lookup may join them."""
+    _opened: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    """Set while the breaker is open: it ends every backoff wait."""
 
     def __attrs_post_init__(self) -> None:
         # purgatory reads a threshold of 0 as "use the default": never pass it 0.
@@ -125,6 +132,10 @@ class HttpProductClient:
     def _on_breaker_event(self, name: str, event_name: str, event: Any) -> None:
         if event_name == "state_changed":
             self.metrics.breaker_changed(name, event.state)
+            if event.state == "opened":
+                self._opened.set()
+            else:
+                self._opened.clear()
 
     async def start(self) -> None:
         if self._session is None:
@@ -195,7 +206,7 @@ class HttpProductClient:
         if batch is None:
             loop = asyncio.get_running_loop()
             batch = self._gathering = _GatheringBatch(loop.create_future())
-            if len(self._in_flight) < MAX_BATCH_CALLS_IN_FLIGHT:
+            if len(self._sent) < MAX_BATCH_CALLS_IN_FLIGHT:
                 loop.call_soon(self._flush_if_gathering, batch)
         batch.ids |= wanted
         found = await asyncio.shield(batch.result)
@@ -208,16 +219,25 @@ class HttpProductClient:
     def _flush(self, batch: _GatheringBatch) -> None:
         if self._gathering is batch:
             self._gathering = None
-        call = asyncio.ensure_future(self._get_batches(sorted(batch.ids)))
+        call = asyncio.ensure_future(
+            self._get_batches(sorted(batch.ids), functools.partial(self._backing_off, batch))
+        )
         self._in_flight.add(call)
         self._sent.append(batch)
         call.add_done_callback(functools.partial(self._batch_done, batch))
 
+    def _backing_off(self, batch: _GatheringBatch) -> None:
+        """The batch's call failed and waits to try again: later lookups make calls of their own
+        (each a failure towards opening the breaker, or an answer) instead of sharing its wait."""
+        if batch in self._sent:
+            self._sent.remove(batch)
+            self._send_what_gathered()
+
     def _batch_done(self, batch: _GatheringBatch, call: asyncio.Future[dict[str, Product]]) -> None:
         self._in_flight.discard(call)
-        self._sent.remove(batch)
-        if self._gathering is not None and len(self._in_flight) < MAX_BATCH_CALLS_IN_FLIGHT:
-            asyncio.get_running_loop().call_soon(self._flush_if_gathering, self._gathering)
+        if batch in self._sent:
+            self._sent.remove(batch)
+        self._send_what_gathered()
         if batch.result.done():
             return
         if call.cancelled():
@@ -228,11 +248,17 @@ class HttpProductClient:
         else:
             batch.result.set_result(call.result())
 
-    async def _get_batches(self, ids: Sequence[str]) -> dict[str, Product]:
+    def _send_what_gathered(self) -> None:
+        if self._gathering is not None and len(self._sent) < MAX_BATCH_CALLS_IN_FLIGHT:
+            asyncio.get_running_loop().call_soon(self._flush_if_gathering, self._gathering)
+
+    async def _get_batches(self, ids: Sequence[str], backing_off: Callable[[], None]) -> dict[str, Product]:
         found: dict[str, Product] = {}
         for start in range(0, len(ids), BATCH_LIMIT):
             chunk = list(ids[start : start + BATCH_LIMIT])
-            _, body = await self._call("get_products", "POST", "api/v1/products/batch", {"ids": chunk})
+            _, body = await self._call(
+                "get_products", "POST", "api/v1/products/batch", {"ids": chunk}, backing_off
+            )
             for product in self._parse(body, list[Product]):
                 if product.id in chunk:
                     found[product.id] = product
@@ -246,12 +272,22 @@ class HttpProductClient:
                 "Product Service answered with a body we cannot read", {"reason": str(error)}
             ) from None
 
-    async def _call(self, operation: str, method: str, path: str, payload: Any) -> tuple[int, bytes]:
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        payload: Any,
+        backing_off: Callable[[], None] = lambda: None,
+    ) -> tuple[int, bytes]:
+        """`backing_off` is told when a failed attempt waits to be tried again."""
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(max(self.retry.max_attempts, 1)),
                 wait=self._wait,
+                sleep=self._back_off,
                 retry=retry_if_exception_type(UpstreamFailure),
+                before_sleep=lambda _: backing_off(),
                 reraise=True,
             ):
                 with attempt:
@@ -266,6 +302,14 @@ class HttpProductClient:
                 "Product Service is currently unavailable", {"reason": str(error)}
             ) from None
         raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _back_off(self, seconds: float) -> None:
+        """The wait between attempts, cut short when the breaker opens (the next attempt finds it
+        open: no call, the caller falls back at once)."""
+        if self._opened.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._opened.wait(), seconds)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

@@ -19,6 +19,7 @@ from adapters.wire.http_json import product_to_wire
 from domain.errors import ProductServiceUnavailable
 
 from .builders import CHAIR, DESK, a_product
+from .polling import eventually
 
 Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]] | float
 """(status, body[, headers]), or seconds to stall before the default reply."""
@@ -283,3 +284,43 @@ async def test_lookups_made_while_the_calls_in_flight_are_at_their_limit_leave_t
     assert sorted(rig.stub.bodies[-1]["ids"]) == ["p-5", "p-6", "p-7", "p-8"]
     assert len(rig.stub.arrivals) == MAX_BATCH_CALLS_IN_FLIGHT + 1
     assert min(rig.stub.arrivals[-1] - a for a in rig.stub.arrivals[:-1]) > 0.15, "sent once one returned"
+
+
+async def test_lookups_stop_waiting_out_backoffs_once_the_breaker_opens(rig: Rig) -> None:
+    """The second audit's outage: orders waited up to the whole retry schedule (~7.5 s), also
+    those arriving after the breaker had opened, behind a batch call waiting to retry."""
+    client = rig.client(attempts=4, interval_s=5.0, threshold=3)
+    await client.start()
+    rig.stub.default = (503, None)
+    try:
+        began = time.perf_counter()
+        lookups = []
+        for arrived in range(1, 4):
+            lookups.append(asyncio.create_task(client.get_products([CHAIR])))
+            # the last call failed: it waits 5 s to retry
+            await eventually(lambda n=arrived: len(rig.stub.arrivals) >= n, within=2.0)
+        outcomes = await asyncio.wait_for(asyncio.gather(*lookups, return_exceptions=True), 3.0)
+        took = time.perf_counter() - began
+    finally:
+        await client.close()
+
+    assert all(isinstance(o, ProductServiceUnavailable) for o in outcomes), outcomes
+    assert len(rig.stub.arrivals) == 3, "a lookup does not share a call that waits to retry: it makes its own"
+    assert took < 2.5, "the third failure opened the breaker: nobody waited out a 5 s backoff"
+    assert await client.breaker_state() == "opened"
+
+
+async def test_a_lookup_during_a_backoff_gets_its_own_answer(rig: Rig) -> None:
+    """The Product Service is back while an earlier call waits to retry: a new lookup is answered now."""
+    client = rig.client(attempts=2, interval_s=5.0)
+    await client.start()
+    rig.stub.script = [(503, None)]
+    rig.stub.default = (200, wire(a_product(CHAIR)))
+    try:
+        first = asyncio.create_task(client.get_products([CHAIR]))
+        await eventually(lambda: len(rig.stub.arrivals) == 1, within=2.0)
+        assert await asyncio.wait_for(client.get_products([CHAIR]), 2.0) == {CHAIR: a_product(CHAIR)}
+        assert not first.done(), "the first still waits out its backoff"
+        first.cancel()
+    finally:
+        await client.close()
