@@ -71,7 +71,9 @@ class ProductCache(Protocol):
 
     async def put(self, product: Product, *, partial: bool = False) -> CachePut:
         """Store unless a newer version is there, or the same version (unless that one was
-        partial and this one is whole).
+        partial and this one is whole). Stored or not, the cached entry's TTL starts again: the
+        Product Service has just told about the product (a refresh sweep keeps what it asks
+        about cached, as the seed's `SET ... EX` on every update).
 
         `partial` marks a snapshot patched from an event carrying one aspect of a change: the
         `product.updated` of the same version, which carries all of it, replaces it. A partial

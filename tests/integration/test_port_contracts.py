@@ -418,6 +418,25 @@ async def test_a_rewritten_entry_stays_active_for_a_ttl_from_its_last_write(back
     assert await cache.active_ids() == ["p-1"]
 
 
+@pytest.mark.parametrize("told_again", ["same", "older", "older-than-a-partial"])
+async def test_an_entry_told_again_lives_a_ttl_from_then_though_not_rewritten(
+    backend: Backend, told_again: str
+) -> None:
+    """A refresh sweep's answer is mostly the version already cached: it must keep the entry
+    cached (the second audit: idle products left the cache and the refresh set for good)."""
+    cache = backend.cache(1.0)
+    v1 = a_product("p-1")
+    v2 = newer(v1, quantity_available=3)
+    await cache.put(v2, partial=told_again == "older-than-a-partial")
+    await asyncio.sleep(0.6)
+    outcome = await cache.put(v2 if told_again == "same" else v1)
+    await asyncio.sleep(0.6)  # past the write's TTL, well within the renewed one
+
+    assert outcome is (CachePut.PATCHED_PAST if told_again == "older-than-a-partial" else CachePut.KEPT)
+    assert await cache.get_many(["p-1"]) == {"p-1": v2}
+    assert await cache.active_ids() == ["p-1"]
+
+
 # --- OrderStore and its Outbox --------------------------------------------------------------
 
 

@@ -120,11 +120,14 @@ class InMemoryProductCache:
         price_version = product.version
         if entry is not None:
             stored = entry.product
-            if stored.version > product.version and entry.partial and not partial:
-                return CachePut.PATCHED_PAST
             same_but_completes = stored.version == product.version and entry.partial and not partial
             if stored.version >= product.version and not same_but_completes:
-                return CachePut.KEPT
+                # told about the product all the same: the entry lives on
+                self._entries[product.id] = attrs.evolve(
+                    entry, expires_at=self.clock.monotonic() + self.ttl_s
+                )
+                newer_partial = stored.version > product.version and entry.partial and not partial
+                return CachePut.PATCHED_PAST if newer_partial else CachePut.KEPT
             if partial:
                 price_version = entry.price_version  # a partial snapshot changes no price
         self._entries[product.id] = _Entry(

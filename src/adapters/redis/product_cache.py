@@ -28,7 +28,7 @@ local function read_versioned(key)
 end
 
 local function store_entry(key, index, json, ttl, active, id, now_ms)
-  redis.call('SET', key, json, 'PX', ttl)
+  if json then redis.call('SET', key, json, 'PX', ttl) else redis.call('PEXPIRE', key, ttl) end
   if active then
     if not now_ms then
       local now = redis.call('TIME')
@@ -43,8 +43,9 @@ end
 """
 """What every cache script shares. `read_versioned`: the stored text and its decoded table, or
 nothing when absent or unreadable (an unreadable entry is overwritten rather than blocking every
-newer version until it expires). `store_entry`: the entry with its TTL, and the active index kept
-in step (scored by when the entry expires, the server's clock read once per script)."""
+newer version until it expires). `store_entry`: the entry with its TTL (or, `json` nil, the TTL
+alone, renewed), and the active index kept in step (scored by when the entry expires, the server's
+clock read once per script)."""
 
 _PUT_ONE = (
     _STORE_ONE
@@ -54,11 +55,14 @@ local function put_one(key, index, version, json, ttl, active, id, partial, now_
   if stored then
     local stored_version = tonumber(stored['version'])
     local completes = stored_version == version and stored['partial'] == true and partial == '0'
+    local not_stored = nil
     if stored_version > version and stored['partial'] == true and partial == '0' then
-      return 2, now_ms
+      not_stored = 2
+    elseif stored_version > version or (stored_version == version and not completes) then
+      not_stored = 0
     end
-    if stored_version > version or (stored_version == version and not completes) then
-      return 0, now_ms
+    if not_stored then  -- told about the product all the same: the entry lives on (the seed's SET EX)
+      return not_stored, store_entry(key, index, nil, ttl, stored['status'] == 'ACTIVE', id, now_ms)
     end
     local price_version = stored['priceVersion'] or (stored['partial'] ~= true and stored_version)
     if partial == '1' and price_version then  -- a partial snapshot changes no price
@@ -80,8 +84,8 @@ return stored
 """KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
 partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
 Returns 1 when stored, 0 when not, 2 when not because a newer partial entry is there (a whole
-snapshot only: `CachePut.PATCHED_PAST`). A partial snapshot stored over an entry takes on its
-`priceVersion` (see `_PATCH_ONE`).
+snapshot only: `CachePut.PATCHED_PAST`); stored or not, the entry's TTL starts again. A partial
+snapshot stored over an entry takes on its `priceVersion` (see `_PATCH_ONE`).
 An unreadable entry is overwritten rather than blocking every newer version until it expires.
 The active index is a sorted set scored by when each entry expires (the server's clock), so
 listing the live ones needs no look at every product key."""
