@@ -170,9 +170,11 @@ def _bind(site: Site) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # an unencodable name ("a..b") is a UnicodeError
         for sock in sockets:
             sock.close()
+        if isinstance(error, UnicodeError):
+            error = socket.gaierror(socket.EAI_NONAME, "not a valid host name")
         raise CannotListen(site, error) from None
     return sockets
 
@@ -246,6 +248,30 @@ Stop with Ctrl-C.
 """
 
 
+def _embedded_settings(prog: str, settings: Settings) -> Settings:
+    """The embedded mode's own: in memory whatever REDIS_URL / NATS_URL say (INTERFACE §1; its
+    demo catalog must not land in a real store), two distinct ports, the dev token by default."""
+    ignored = [
+        name for name, value in (("REDIS_URL", settings.redis_url), ("NATS_URL", settings.nats_url)) if value
+    ]
+    if ignored:
+        log.warning("embedded mode runs in memory: %s not used", " and ".join(ignored))
+    if settings.order_service_port == settings.product_service_port != 0:
+        sys.stderr.write(
+            f"{prog}: ORDER_SERVICE_PORT and PRODUCT_SERVICE_PORT are both {settings.order_service_port}:"
+            " embedded mode serves each service on its own port\n"
+        )
+        raise SystemExit(2)
+    if settings.product_service_port == 0 and not settings.product_service_url:
+        sys.stderr.write(
+            f"{prog}: PRODUCT_SERVICE_PORT=0: embedded mode needs a fixed port to call its Product Service\n"
+        )
+        raise SystemExit(2)
+    return attrs.evolve(
+        settings, redis_url=None, nats_url=None, admin_token=settings.admin_token or DEFAULT_DEV_TOKEN
+    )
+
+
 def order_service_main(argv: Sequence[str] | None = None) -> None:
     prog = "order-service"
     args = _parser(prog, embedded=True).parse_args(argv)
@@ -256,10 +282,7 @@ def order_service_main(argv: Sequence[str] | None = None) -> None:
         port = settings.order_service_port
         _run(prog, [Site(prog, order, settings.order_service_host, port, "ORDER_SERVICE")])
         return
-    import attrs
-
-    if settings.admin_token is None:
-        settings = attrs.evolve(settings, admin_token=DEFAULT_DEV_TOKEN)
+    settings = _embedded_settings(prog, settings)
     product_url = f"http://{settings.product_service_host}:{settings.product_service_port}"
     order_url = f"http://{settings.order_service_host}:{settings.order_service_port}"
     settings = attrs.evolve(settings, product_service_url=settings.product_service_url or product_url)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,20 +71,19 @@ def test_a_port_in_use_exits_2_with_one_line_naming_the_setting(
     ]
 
 
-def test_a_host_that_does_not_resolve_exits_2_naming_the_host_setting() -> None:
-    done = run(["order-service", "serve"], ORDER_SERVICE_HOST="256.1.1.1")
+@pytest.mark.parametrize("host", ["256.1.1.1", "bad..host"])
+def test_a_host_that_does_not_resolve_exits_2_naming_the_host_setting(host: str) -> None:
+    done = run(["order-service", "serve"], ORDER_SERVICE_HOST=host)
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.splitlines()
-    assert line.startswith("order-service: cannot listen on 256.1.1.1:8080 (ORDER_SERVICE_HOST): ")
+    assert line.startswith(f"order-service: cannot listen on {host}:8080 (ORDER_SERVICE_HOST): ")
 
 
-@pytest.mark.parametrize("service", ["order-service", "product-service"])
-def test_a_service_logs_where_it_listens_and_that_it_stopped(service: str) -> None:
-    port = free_port()
-    setting = "ORDER_SERVICE_PORT" if service == "order-service" else "PRODUCT_SERVICE_PORT"
+def served_until_ready(command: list[str], port: int, **settings: str) -> tuple[int, list[dict[str, Any]]]:
+    """Start `command`, wait for 200 from /ready on `port`, SIGTERM it: its exit code and JSON lines."""
     process = subprocess.Popen(  # noqa: S603 - our own console script
-        [str(SCRIPTS / service), "serve"],
-        env=environment(**{setting: str(port)}),
+        [str(SCRIPTS / command[0]), *command[1:]],
+        env=environment(**settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,9 +106,47 @@ def test_a_service_logs_where_it_listens_and_that_it_stopped(service: str) -> No
             process.kill()
             process.wait()
     assert process.returncode == 0, stderr
-    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    return process.returncode, [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("service", ["order-service", "product-service"])
+def test_a_service_logs_where_it_listens_and_that_it_stopped(service: str) -> None:
+    port = free_port()
+    setting = "ORDER_SERVICE_PORT" if service == "order-service" else "PRODUCT_SERVICE_PORT"
+
+    _, lines = served_until_ready([service, "serve"], port, **{setting: str(port)})
+
+    events = [line["event"] for line in lines]
     assert f"{service} listening on http://{LOOPBACK}:{port}" in events
     assert events[-1] == f"{service} stopped"
+
+
+def test_the_embedded_mode_runs_in_memory_whatever_redis_url_and_nats_url_say() -> None:
+    """Its demo catalog must not land in a real store (the second audit: it used REDIS_URL)."""
+    order_port, product_port = free_port(), free_port()
+
+    _, lines = served_until_ready(
+        ["order-service", "serve", "--embedded"],
+        order_port,
+        ORDER_SERVICE_PORT=str(order_port),
+        PRODUCT_SERVICE_PORT=str(product_port),
+        REDIS_URL=f"redis://{LOOPBACK}:1/0",  # nothing listens: ready only if unused
+        NATS_URL=f"nats://{LOOPBACK}:1",
+    )
+
+    assert "embedded mode runs in memory: REDIS_URL and NATS_URL not used" in [
+        line["event"] for line in lines
+    ]
+
+
+def test_the_embedded_mode_wants_two_ports() -> None:
+    port = str(free_port())
+    done = run(["order-service", "serve", "--embedded"], ORDER_SERVICE_PORT=port, PRODUCT_SERVICE_PORT=port)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"order-service: ORDER_SERVICE_PORT and PRODUCT_SERVICE_PORT are both {port}:"
+        " embedded mode serves each service on its own port"
+    ]
 
 
 @pytest.mark.parametrize(
