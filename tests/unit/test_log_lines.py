@@ -103,3 +103,22 @@ async def test_a_correlation_id_follows_the_order_into_the_product_service(
     for correlation_id in ("corr-1", minted_id):
         assert ("order-service", "/api/v1/orders", correlation_id) in requests
         assert ("product-service", "/api/v1/products/batch", correlation_id) in requests
+
+
+async def test_the_order_created_line_carries_the_request_correlation_id(
+    json_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    log_as_the_embedded_process()
+    running = await start()
+    try:
+        product = await running.create_product(name="Mug")
+        order = {"userId": "u-1", "items": [{"productId": product["id"], "quantity": 1}]}
+        answer = await running.order.post(
+            "/api/v1/orders", json=order, headers={"X-Correlation-Id": "corr-42"}
+        )
+        order_id = (await answer.json())["id"]
+    finally:
+        await stop(running)
+
+    [created] = [line for line in json_lines() if line["event"] == "order created"]
+    assert (created["correlationId"], created["orderId"]) == ("corr-42", order_id)

@@ -177,7 +177,7 @@ def test_request_wire_refuses_coercion_and_names_the_field(body: dict[str, Any],
 def test_a_validator_nested_in_event_data_still_says_which_rule_was_broken() -> None:
     product = json.loads(dumps(product_to_wire(a_product(CHAIR))))
     data = {"productId": CHAIR, "requestId": "r-1", "productDetails": {**product, "quantityAvailable": -1}}
-    with pytest.raises(UndecodableEvent, match=r"data\.productDetails is invalid: .*must be >= 0"):
+    with pytest.raises(UndecodableEvent, match=r"data\.productDetails\.quantityAvailable must be >= 0"):
         decode(wire_event(type="product.details_provided", data=data))
 
 
@@ -433,5 +433,7 @@ def test_a_request_answered_on_a_literal_product_subject_decodes(event_type: str
 def test_a_request_whose_callback_can_never_be_published_is_undecodable(
     event_type: str, callback: str
 ) -> None:
-    with pytest.raises(UndecodableEvent, match="callback_event must be a literal subject under product"):
+    with pytest.raises(
+        UndecodableEvent, match=r"data\.callbackEvent must be a literal subject under product"
+    ):
         decode(details_request(event_type, callback))

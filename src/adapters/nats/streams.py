@@ -45,8 +45,27 @@ async def ensure_streams(jsm: JetStreamManager, replicas: int) -> None:
             await jsm.add_stream(stream_config(name, subjects, replicas))
         except nats.js.errors.BadRequestError as error:
             if error.err_code == STREAM_NAME_IN_USE:
-                log.info("stream %s exists with another configuration; left as it is", name)
+                await _tell_replicas_apart(jsm, name, replicas)
             elif error.err_code == SUBJECTS_OVERLAP:
                 log.error("stream %s not created: another stream holds %s", name, ", ".join(subjects))
             else:
                 raise
+
+
+async def _tell_replicas_apart(jsm: JetStreamManager, name: str, replicas: int) -> None:
+    """An existing stream is left as its operator configured it; a replica count other than
+    NATS_STREAM_REPLICAS is worth a warning (losing a node may lose what it holds)."""
+    info = await jsm.stream_info(name)
+    held = info.config.num_replicas or 1
+    if held != replicas:
+        log.warning(
+            "stream %s exists with %d replica(s), not the %d NATS_STREAM_REPLICAS asks for; left as it is"
+            " (change it with `nats stream edit %s --replicas %d`)",
+            name,
+            held,
+            replicas,
+            name,
+            replicas,
+        )
+    else:
+        log.info("stream %s exists with another configuration; left as it is", name)

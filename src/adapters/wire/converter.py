@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import types
 import typing
 from datetime import UTC, datetime
@@ -249,7 +250,7 @@ def _problems(
     if isinstance(error, KeyError):
         return [(field, f"{field} is required")]
     if isinstance(error, ValueError) and isinstance(cls, type) and attrs.has(cls):
-        return [(field, f"{field} is invalid: {error}")]  # an attrs validator of the class said why
+        return [_validator_problem(field, path, cls, str(error))]  # an attrs validator said why
     if expected is not None:
         nullable = type(None) in typing.get_args(cls)
         return [(field, f"{field} must be {expected}{', or null' if nullable else ''}")]
@@ -281,3 +282,15 @@ def _attribute_problems(error: ClassValidationError, path: str) -> list[tuple[st
         else:
             found += _problems(inner, path, error.cl)
     return found
+
+
+def _validator_problem(field: str, path: str, cls: type, message: str) -> tuple[str, str]:
+    """What a validator of `cls` said, its attribute named as on the wire: "callback_event must
+    be ..." or "'quantity' must be >= 1" read "data.callbackEvent must be ...",
+    "items[0].quantity must be >= 1"."""
+    for attribute in attrs.fields(cls):
+        named = re.match(rf"'?{re.escape(attribute.name)}\b'?", message)
+        if named:
+            wire = _join(path, camel(attribute.name))
+            return wire, wire + message[named.end() :]
+    return field, f"{field} is invalid: {message}"

@@ -48,8 +48,7 @@ async def create_order(request: web.Request) -> web.Response:
     log.info(
         "order created" if placed.created else "order replayed for its Idempotency-Key",
         extra={
-            "orderId": placed.order.id,
-            "correlationId": placed.order.id,
+            "orderId": placed.order.id,  # the request's correlationId comes with every line (logs.py)
             "priceSource": placed.order.price_source.value,
             "totalAmount": str(placed.order.total_amount),
         },
