@@ -50,7 +50,7 @@ class RefreshActiveProducts:
                 await self._publish_paced(batches)
             else:
                 await self._publish_windowed([self._request(batch) for batch in batches])
-            log.info("scheduled refresh for %s products in %s batches", len(ids), len(batches))
+            log.info("refresh asked for %s products in %s batches", len(ids), len(batches))
             return RefreshReport(ran=True, products=len(ids), batches=len(batches))
         finally:
             await self.lock.release(REFRESH_LOCK)

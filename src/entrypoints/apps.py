@@ -90,6 +90,10 @@ def create_order_app(
     return app
 
 
+_BREAKER_WORDS = {"opened": "open", "half-opened": "half-open"}
+"""purgatory's state names as the README and the metric's help say them: closed, half-open, open."""
+
+
 async def order_health(app: web.Application) -> dict[str, Any]:
     service = app[order_api.ORDER_SERVICE]
     client = service.product_client()
@@ -99,7 +103,7 @@ async def order_health(app: web.Application) -> dict[str, Any]:
         "productService": {
             "status": "up" if breaker == "closed" and reachable else "degraded",
             "reachable": reachable,
-            "circuitBreaker": breaker,
+            "circuitBreaker": _BREAKER_WORDS.get(breaker, breaker),
         },
         "outbox": {"pending": await _safe_count(service.outbox())},
         "consumerLag": _lag_report(await _safe_lag(service.core.broker())),

@@ -67,8 +67,9 @@ def _parser(prog: str, embedded: bool) -> OneLineParser:
             action="store_true",
             help="both services in one process, in-memory adapters, a demo catalog",
         )
-    serve.add_argument("--host", help="listen address (ORDER/PRODUCT_SERVICE_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (ORDER/PRODUCT_SERVICE_PORT)")
+    side = "ORDER_SERVICE" if prog == "order-service" else "PRODUCT_SERVICE"
+    serve.add_argument("--host", help=f"listen address ({side}_HOST)")
+    serve.add_argument("--port", type=int, help=f"listen port ({side}_PORT)")
     if prog == "order-service":
         serve.add_argument("--product-service-url", help="PRODUCT_SERVICE_URL")
     serve.add_argument("--redis-url", help="REDIS_URL (unset: in-memory)")
@@ -103,6 +104,8 @@ def _environment_help(prog: str) -> str:
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             shown = "random"
+        elif field.name == "product_service_url":
+            shown = "unset (embedded mode: its own Product Service)"
         else:
             shown = "unset" if default is None else str(default)
         lines.append(f"  {field.name.upper():<28} default: {shown}")

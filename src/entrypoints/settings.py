@@ -78,6 +78,14 @@ def _cron(_: Any, __: Any, value: str) -> None:
         raise SettingsError("REFRESH_CRON", f"not a cron expression: {value!r}")
 
 
+def _upper(value: str) -> str:
+    return value.upper()
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, Any, str], None]:
     def check(_: Any, __: Any, value: str) -> None:
         if value not in choices:
@@ -137,9 +145,13 @@ class Settings:
     review_total_amount: Decimal = attrs.field(default=Decimal("10"))
     admin_token: str | None = attrs.field(default=None, repr=_shown_secret)
     log_level: str = attrs.field(
-        default="INFO", validator=_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"))
+        default="INFO",
+        converter=_upper,  # `debug` means DEBUG
+        validator=_choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
     )
-    log_format: str = attrs.field(default="json", validator=_choice("LOG_FORMAT", ("json", "console")))
+    log_format: str = attrs.field(
+        default="json", converter=_lower, validator=_choice("LOG_FORMAT", ("json", "console"))
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.refresh_batch_delay_ms < 0:

@@ -413,3 +413,15 @@ async def test_an_unknown_route_is_404_with_the_error_body(running: Running) -> 
 
 async def test_a_wrong_method_is_405_with_the_error_body(running: Running) -> None:
     await error_of(await running.order.delete("/api/v1/orders"), 405, "method_not_allowed")
+
+
+async def test_health_names_an_open_breaker_open() -> None:
+    services = await start(attrs.evolve(FAST, breaker_failure_threshold=1, retry_max_attempts=1))
+    try:
+        await services.stop_product_service()
+        await post_order(services, order_body("never-seen"))
+        body = await json_of(await services.order.get("/health"))
+    finally:
+        await stop(services)
+    assert body["status"] == "degraded"
+    assert body["checks"]["productService"]["circuitBreaker"] == "open"

@@ -37,3 +37,10 @@ def test_stream_replicas_outside_what_nats_allows_are_refused(value: str) -> Non
 @pytest.mark.parametrize("value", ["1", "3", "5"])
 def test_stream_replicas_of_one_to_five_are_kept(value: str) -> None:
     assert Settings.from_env({"NATS_STREAM_REPLICAS": value}).nats_stream_replicas == int(value)
+
+
+def test_log_level_and_format_are_read_in_any_case() -> None:
+    settings = Settings.from_env({"LOG_LEVEL": "debug", "LOG_FORMAT": "Console"})
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "console")
+    with pytest.raises(SettingsError, match="LOG_LEVEL"):
+        Settings.from_env({"LOG_LEVEL": "trace"})
