@@ -31,7 +31,7 @@ def check_version(_: object, attribute: attrs.Attribute[int], value: int) -> Non
 
 MAX_PRODUCT_ID_LENGTH = 128
 """A product id is a non-empty string of at most this many characters (INTERFACE §4)."""
-_PRODUCT_ID_RULE = f"a product id is a non-empty string of at most {MAX_PRODUCT_ID_LENGTH} characters"
+_PRODUCT_ID_RULE = f"a non-empty string of at most {MAX_PRODUCT_ID_LENGTH} characters"
 
 
 def is_product_id(value: str) -> bool:
@@ -41,14 +41,15 @@ def is_product_id(value: str) -> bool:
 def check_product_id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     """An attrs validator of a product id, or (in `deep_iterable`) of each of several."""
     if not is_product_id(value):
-        raise ValueError(f"{attribute.name} has a product id of {len(value)} characters; {_PRODUCT_ID_RULE}")
+        raise ValueError(f"{attribute.name} must be {_PRODUCT_ID_RULE}, got {len(value)} characters")
 
 
 def check_carried_product(_: object, attribute: attrs.Attribute[Product], value: Product) -> None:
     """An attrs validator of a product carried in event data, or of each of several: its id."""
     if not is_product_id(value.id):
         raise ValueError(
-            f"{attribute.name} has a product whose id is {len(value.id)} characters; {_PRODUCT_ID_RULE}"
+            f"{attribute.name} must hold a product whose id is {_PRODUCT_ID_RULE},"
+            f" got {len(value.id)} characters"
         )
 
 
