@@ -36,6 +36,7 @@ could not run, 130 interrupted. `SOAK_SEED` makes the schedule and the traffic r
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -457,6 +458,12 @@ async def main_async(config: Config) -> int:
 
 
 def main() -> int:
+    # settings come from SOAK_* variables; an argument (--help, say) must not start a 5-minute load
+    argparse.ArgumentParser(
+        prog="python -m bench.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args()
     config = Config.from_env()
     try:
         return asyncio.run(main_async(config))

@@ -77,8 +77,8 @@ def _parser(prog: str, embedded: bool) -> OneLineParser:
     serve.add_argument("--instance-id", help="INSTANCE_ID")
     if prog == "order-service":
         serve.add_argument("--admin-token", help="ADMIN_TOKEN")
-    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    serve.add_argument("--log-format", choices=["json", "console"])
+    serve.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--log-format", type=str.lower, choices=["json", "console"])
     return parser
 
 
@@ -105,7 +105,7 @@ def _environment_help(prog: str) -> str:
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             shown = "random"
         elif field.name == "product_service_url":
-            shown = "unset (embedded mode: its own Product Service)"
+            shown = "http://PRODUCT_SERVICE_HOST:PRODUCT_SERVICE_PORT"
         else:
             shown = "unset" if default is None else str(default)
         lines.append(f"  {field.name.upper():<28} default: {shown}")

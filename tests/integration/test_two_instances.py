@@ -62,6 +62,7 @@ class Stack:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
+            process.log_path.unlink(missing_ok=True)  # a failure showed its tail already
 
 
 @pytest_asyncio.fixture

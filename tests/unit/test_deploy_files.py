@@ -64,3 +64,9 @@ def test_alerts_read_metrics_the_services_export() -> None:
         assert used, rule["alert"]
         for name in used:
             assert name.removesuffix("_total") in exported, (rule["alert"], name)
+
+
+def test_the_image_listens_beyond_its_own_loopback() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ORDER_SERVICE_HOST=0.0.0.0" in dockerfile
+    assert "PRODUCT_SERVICE_HOST=0.0.0.0" in dockerfile

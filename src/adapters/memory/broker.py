@@ -299,10 +299,11 @@ class InMemoryBroker:
 
     async def consumer_lag(self) -> dict[str, ConsumerLag]:
         """Queued messages count as pending; the twin does not track in-flight ones apart. By
-        spec name: the specs of one name add up."""
+        spec name (never the key an ephemeral consumer is held under): the specs of one name
+        add up."""
         lag: dict[str, int] = {}
-        for key, consumer in self._consumers.items():
-            name = consumer.spec.name if consumer.spec.durable else key
+        for consumer in self._consumers.values():
+            name = consumer.spec.name
             lag[name] = lag.get(name, 0) + consumer.queue.qsize()
         return {name: ConsumerLag(pending, 0) for name, pending in lag.items()}
 
