@@ -12,41 +12,36 @@ BREAKER_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
 
 
 class ServiceMetrics:
-    """Every metric of one service; also the application's Telemetry port.
+    """Every metric of one service; also the application's Telemetry port."""
 
-    `order_service`: the Order Service's own metrics (its Product Service calls, breaker, cache,
-    flags, async requests) are exported; the Product Service keeps them in a registry nobody
-    scrapes, so its /metrics shows no series it can never move."""
-
-    def __init__(self, *, order_service: bool = True) -> None:
+    def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        mine = r if order_service else CollectorRegistry(auto_describe=True)
         self.product_requests = Counter(
             "product_service_requests",
             "Calls to the Product Service by operation and outcome",
             ["operation", "outcome"],
-            registry=mine,
+            registry=r,
         )
         self.product_request_seconds = Histogram(
             "product_service_request_seconds",
             "Latency of one call to the Product Service",
             ["operation"],
             buckets=LATENCY_BUCKETS,
-            registry=mine,
+            registry=r,
         )
         self.breaker_state = Gauge(
             "circuit_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
             ["name"],
-            registry=mine,
+            registry=r,
         )
         self.cache_requests = Counter(
-            "product_cache_requests", "Product cache reads by result", ["result"], registry=mine
+            "product_cache_requests", "Product cache reads by result", ["result"], registry=r
         )
         self.discrepancies = Counter(
-            "price_discrepancies", "Order items found priced off the latest price", registry=mine
+            "price_discrepancies", "Order items found priced off the latest price", registry=r
         )
-        self.flagged = Counter("orders_flagged", "Orders newly flagged, by reason", ["reason"], registry=mine)
+        self.flagged = Counter("orders_flagged", "Orders newly flagged, by reason", ["reason"], registry=r)
         self.events_published = Counter(
             "events_published",
             "Events published by type and outcome",
@@ -63,10 +58,10 @@ class ServiceMetrics:
             "async_request_seconds",
             "Async request-reply round trips (including those that timed out)",
             buckets=LATENCY_BUCKETS,
-            registry=mine,
+            registry=r,
         )
         self.async_request_timeouts = Counter(
-            "async_request_timeouts", "Async requests that got no reply in time", registry=mine
+            "async_request_timeouts", "Async requests that got no reply in time", registry=r
         )
         self.outbox_pending = Gauge("outbox_pending", "Events stored but not yet published", registry=r)
         self.http_requests = Counter(
@@ -94,12 +89,11 @@ class ServiceMetrics:
             ["consumer"],
             registry=r,
         )
-        if order_service:  # series that exist from the start, at 0
-            self.breaker_state.labels(name="product-service").set(0)
-            for result in ("hit", "miss"):
-                self.cache_requests.labels(result=result)
-            for flag in OrderFlag:
-                self.flagged.labels(reason=flag.value)
+        self.breaker_state.labels(name="product-service").set(0)
+        for result in ("hit", "miss"):
+            self.cache_requests.labels(result=result)
+        for flag in OrderFlag:
+            self.flagged.labels(reason=flag.value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

