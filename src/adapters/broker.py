@@ -82,7 +82,10 @@ class Broker(Protocol):
         """Store the message once per `msg_id`; raise EventBusUnavailable when it cannot.
 
         With `fast`, the listeners of `subject` (`listen`) get a copy first, at most once and
-        before the stream stores it; without, they do not hear the message at all."""
+        before the stream stores it; without, they do not hear the message at all.
+
+        A subject no stream holds (a reply subject of the asker's choosing, such as an inbox)
+        is published plainly: its subscribers hear it, once, and nothing stores it."""
         ...
 
     async def announce(self, subject: str, data: bytes) -> bool:
@@ -174,10 +177,8 @@ def stream_holds(subject: str) -> bool:
 
 
 def refuse_unpublishable(subject: str, data: bytes, msg_id: str, max_payload: int) -> None:
-    """EventBusUnavailable for a message no stream stores, or over `max_payload` with its
-    `Nats-Msg-Id` header counted (nats-server counts headers; nats-py checks the payload alone)."""
-    if not stream_holds(subject):
-        raise EventBusUnavailable(f"no stream holds subject {subject}")
+    """EventBusUnavailable for a message over `max_payload` with its `Nats-Msg-Id` header
+    counted (nats-server counts headers; nats-py checks the payload alone)."""
     size = len(data) + headers_size({MSG_ID_HEADER: msg_id})
     if size > max_payload:
         raise EventBusUnavailable(

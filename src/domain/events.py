@@ -22,21 +22,17 @@ PRODUCT_DETAILS_PROVIDED = "product.details_provided"
 PRODUCT_BATCH_DETAILS_REQUESTED = "product.batch_details_requested"
 PRODUCT_BATCH_DETAILS_PROVIDED = "product.batch_details_provided"
 
-CALLBACK_ROOT = "product"
-"""Replies are product events: a callback subject must be one the PRODUCT_EVENTS stream holds."""
 MAX_CALLBACK_LENGTH = 256
 """Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
 (nats-server: 4 KiB) is not refused but drops the publisher's connection."""
 
 
 def is_callback_subject(value: str) -> bool:
-    """A subject a reply can be published on and kept: a literal one (dot-separated non-empty
-    tokens, no whitespace or control character, no `*` or `>`) under `product.`."""
-    root, _, rest = value.partition(".")
-    return (
-        root == CALLBACK_ROOT
-        and len(value) <= MAX_CALLBACK_LENGTH
-        and all(token and _is_literal(token) for token in rest.split("."))
+    """A subject a reply can be published on: a literal one (dot-separated non-empty tokens, no
+    whitespace or control character, no `*` or `>`). Under `product.` the reply is kept by the
+    PRODUCT_EVENTS stream; elsewhere (an asker's inbox) it is published plainly."""
+    return 0 < len(value) <= MAX_CALLBACK_LENGTH and all(
+        token and _is_literal(token) for token in value.split(".")
     )
 
 
@@ -50,8 +46,8 @@ def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: st
     """An attrs validator: a request that names no subject a reply can be kept on can never be answered."""
     if not is_callback_subject(value):
         raise ValueError(
-            f"{attribute.name} must be a literal subject under {CALLBACK_ROOT}. (non-empty tokens joined by"
-            f" dots, no whitespace, * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
+            f"{attribute.name} must be a literal subject (non-empty tokens joined by dots, no whitespace,"
+            f" * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
         )
 
 

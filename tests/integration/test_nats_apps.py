@@ -42,6 +42,7 @@ class Services:
     order: TestServer
     product: TestServer
     http: aiohttp.ClientSession
+    nats_url: str
 
     def order_url(self, path: str) -> str:
         return str(self.order.make_url(path))
@@ -70,7 +71,7 @@ async def services(nats_clean: NatsServer) -> AsyncIterator[Services]:
         await order.start_server()
         try:
             async with aiohttp.ClientSession() as http:
-                yield Services(order, product, http)
+                yield Services(order, product, http, nats_clean.url)
         finally:
             await order.close()
     finally:
@@ -293,3 +294,44 @@ async def test_a_request_sent_while_the_product_service_was_down_is_answered_whe
     assert isinstance(reply.data, ProductDetailsProvided)
     assert reply.data.request_id == "request-1"
     assert reply.data.product_details is None
+
+
+async def test_a_request_naming_the_askers_own_inbox_is_answered_there(services: Services) -> None:
+    """INTERFACE §5: the Product Service answers on the request's callbackEvent; one no stream
+    holds (a requester's inbox, as a plain NATS client makes one) is published plainly."""
+    async with services.http.post(
+        services.product_url("/api/v1/products"),
+        json={
+            "name": "Lamp",
+            "basePrice": 12.5,
+            "currentPrice": 12.5,
+            "currency": "USD",
+            "status": "ACTIVE",
+            "quantityAvailable": 3,
+        },
+    ) as response:
+        product = await json_of(response, 201)
+    nc = await nats.connect(services.nats_url)
+    try:
+        inbox = nc.new_inbox()
+        replies = await nc.subscribe(inbox)
+        request = Envelope(
+            id="asker-request-1",
+            type=PRODUCT_DETAILS_REQUESTED,
+            source="order-service",
+            data_version="1.0",
+            timestamp=datetime.now(UTC),
+            correlation_id="asker-1",
+            data=ProductDetailsRequested(product["id"], "asker-1", inbox),
+        )
+        await nc.jetstream().publish(
+            PRODUCT_DETAILS_REQUESTED, encode(request), headers={"Nats-Msg-Id": request.id}
+        )
+        message = await replies.next_msg(timeout=10)
+    finally:
+        await nc.close()
+    reply = decode(message.data)
+    assert isinstance(reply.data, ProductDetailsProvided)
+    assert reply.data.request_id == "asker-1"
+    assert reply.data.product_details is not None
+    assert reply.data.product_details.name == "Lamp"

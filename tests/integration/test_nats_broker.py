@@ -63,11 +63,21 @@ async def test_publish_of_one_msg_id_twice_is_stored_once(brokers: Brokers) -> N
     assert await stored_count(brokers.url, PRODUCT_EVENTS) == 2
 
 
-async def test_publish_on_a_subject_no_stream_holds_is_refused(brokers: Brokers) -> None:
+async def test_a_subject_no_stream_holds_is_published_plainly_to_its_subscribers(
+    brokers: Brokers, nats_clean: NatsServer
+) -> None:
     broker = await brokers.new()
+    nc = await nats.connect(nats_clean.url)
+    try:
+        heard = await nc.subscribe("asker.inbox")
+        await broker.publish("asker.inbox", b"{}", "event-x")
+        message = await heard.next_msg(timeout=5)
+    finally:
+        await nc.close()
 
-    with pytest.raises(EventBusUnavailable):
-        await broker.publish("nobody.listens", b"{}", "event-x")
+    assert (message.data, message.headers) == (b"{}", {"Nats-Msg-Id": "event-x"})
+    async with jetstream_admin(nats_clean.url) as jsm:
+        assert all(info.state.messages == 0 for info in await jsm.streams_info()), "stored nowhere"
 
 
 async def test_a_durable_consumer_shared_by_two_instances_handles_each_message_once(

@@ -25,6 +25,7 @@ from adapters.broker import (
     Handler,
     matches_any,
     refuse_unpublishable,
+    stream_holds,
 )
 from adapters.memory.faults import Outage
 from adapters.tasks import cancel_and_wait
@@ -213,6 +214,8 @@ class _Listener:
 class InMemoryBroker:
     outage: Outage = attrs.field(factory=lambda: Outage(EventBusUnavailable))
     messages: list[StoredMessage] = attrs.field(factory=list)
+    plain: list[StoredMessage] = attrs.field(factory=list)
+    """What was published on subjects no stream holds (replies to an asker's own subject)."""
     _msg_ids: set[str] = attrs.field(factory=set)
     _consumers: dict[str, _Consumer] = attrs.field(factory=dict)
     _subscriptions: list[_MemorySubscription | _MemoryBatchSubscription] = attrs.field(factory=list)
@@ -236,6 +239,9 @@ class InMemoryBroker:
     async def publish(self, subject: str, data: bytes, msg_id: str, *, fast: bool = False) -> None:
         self.outage.check()
         refuse_unpublishable(subject, data, msg_id, self.max_payload)
+        if not stream_holds(subject):
+            self.plain.append(StoredMessage(len(self.plain) + 1, subject, data, msg_id))
+            return  # heard by its subscribers, kept by no stream: no consumer gets it
         if fast:
             self._hand_to_listeners(subject, data)
         if msg_id in self._msg_ids:

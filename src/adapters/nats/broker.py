@@ -21,6 +21,7 @@ from adapters.broker import (
     ConsumerSpec,
     Handler,
     refuse_unpublishable,
+    stream_holds,
 )
 from adapters.nats.connection import (
     BUS_FAILURES,
@@ -80,6 +81,9 @@ class JetStreamBroker:
 
     async def publish(self, subject: str, data: bytes, msg_id: str, *, fast: bool = False) -> None:
         refuse_unpublishable(subject, data, msg_id, self._connection.max_payload)
+        if not stream_holds(subject):
+            await self._publish_plain(subject, data, msg_id)
+            return
         if fast:
             await self.announce(subject, data)  # written at once (write_now), ahead of the stored one
         try:
@@ -163,6 +167,15 @@ class JetStreamBroker:
             log.debug("fast copy of %s not sent: %r", subject, error)
             return False
         return True
+
+    async def _publish_plain(self, subject: str, data: bytes, msg_id: str) -> None:
+        """Core NATS, with the server's round trip awaited (flush): it has the message."""
+        try:
+            client = self._connection.client()
+            await client.publish(subject, data, headers={MSG_ID_HEADER: msg_id})
+            await client.flush(timeout=int(PUBLISH_TIMEOUT_S))
+        except NATS_FAILURES as error:
+            raise EventBusUnavailable(f"could not publish {subject}: {described(error)}") from error
 
     async def _publish_once(self, subject: str, data: bytes, msg_id: str) -> PubAck:
         js = self._connection.jetstream()  # fails at once while disconnected: nothing is buffered
