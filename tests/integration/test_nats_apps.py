@@ -315,6 +315,7 @@ async def test_a_request_naming_the_askers_own_inbox_is_answered_there(services:
     try:
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox)
+        await nc.flush()
         request = Envelope(
             id="asker-request-1",
             type=PRODUCT_DETAILS_REQUESTED,

@@ -70,6 +70,7 @@ async def test_a_subject_no_stream_holds_is_published_plainly_to_its_subscribers
     nc = await nats.connect(nats_clean.url)
     try:
         heard = await nc.subscribe("asker.inbox")
+        await nc.flush()  # the server knows the subscription before the publish
         await broker.publish("asker.inbox", b"{}", "event-x")
         message = await heard.next_msg(timeout=5)
     finally:
