@@ -684,3 +684,25 @@ async def test_commits_sent_together_apply_in_the_order_sent(backend: Backend) -
 
     assert results == [CommitResult.COMMITTED] * 3
     assert await store.get("chair") == chain[-1]
+
+
+async def test_a_change_planned_on_a_conflicting_one_conflicts_though_its_version_is_current(
+    backend: Backend,
+) -> None:
+    """The soak of session 6: a reservation chained on one that conflicted (a PATCH had written
+    v2 in between) found v2 stored, passed a version-only check and put back the old prices."""
+    store, _ = backend.product_store()
+    v1 = a_product("chair", quantity_available=10, current_price=Decimal("10.00"))
+    assert await store.create(v1, [])
+    first = newer(v1, quantity_available=9)  # the batch's first reservation, planned on v1
+    second = newer(first, quantity_available=8)  # the next one, planned on the first
+    patched = newer(v1, current_price=Decimal("20.00"))  # a PATCH gets there first
+    assert await store.commit([ProductChange(v1, patched)], []) is CommitResult.COMMITTED
+
+    results = await asyncio.gather(
+        store.commit([ProductChange(v1, first)], [], reservation_for="o-1"),
+        store.commit([ProductChange(first, second)], [], reservation_for="o-2"),
+    )
+
+    assert results == [CommitResult.CONFLICT, CommitResult.CONFLICT]
+    assert await store.get("chair") == patched

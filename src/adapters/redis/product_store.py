@@ -37,12 +37,17 @@ local changes = tonumber(ARGV[3])
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   return 'already_reserved'
 end
+local fields = {
+  'version', 'updatedAt', 'name', 'status', 'quantityAvailable', 'currentPrice', 'basePrice', 'currency'
+}
 for i = 1, changes do
   local current = redis.call('GET', KEYS[4 + 2 * i])
   if not current then return 'conflict' end
   local readable, stored = pcall(cjson.decode, current)
-  if not readable or type(stored) ~= 'table' or tonumber(stored['version']) ~= tonumber(ARGV[1 + 3 * i]) then
-    return 'conflict'
+  if not readable or type(stored) ~= 'table' then return 'conflict' end
+  local expected = cjson.decode(ARGV[1 + 3 * i])
+  for _, field in ipairs(fields) do
+    if stored[field] ~= expected[field] then return 'conflict' end
   end
 end
 for i = 1, changes do
@@ -56,8 +61,13 @@ return 'committed'
 )
 """KEYS: the 3 outbox keys, the order's reservation marker, the id set, then per change the
 `before` and the `after` product keys. ARGV: reserving (1/0), order id, change count, then per
-change the `before` version, the `after` JSON and id, the reservation's TTL in seconds, then the
-outbox pairs. Checks first, writes after: a conflict or a known reservation stores nothing."""
+change the `before` JSON, the `after` JSON and id, the reservation's TTL in seconds, then the
+outbox pairs. Checks first, writes after: a conflict or a known reservation stores nothing.
+
+A product is current when every field of the stored record equals `before`'s, not its version
+alone: a reservation planned on top of another one of its batch names that one's `after` as its
+`before`, and when that commit conflicted, a PATCH may have written the same version number
+(soak, session 6: a PATCH's prices lost to such a chained reservation)."""
 
 RESERVATION_TTL_S = int(MAX_AGE_S) + 24 * 3600
 """A reservation marker outlives every copy of its order.created that JetStream may still deliver
@@ -126,7 +136,11 @@ class RedisProductStore:
         ]
         for change in changes:
             keys += [self.keys.product(change.before.id), self.keys.product(change.after.id)]
-            args += [change.before.version, dumps(product_to_wire(change.after)).decode(), change.after.id]
+            args += [
+                dumps(product_to_wire(change.before)).decode(),
+                dumps(product_to_wire(change.after)).decode(),
+                change.after.id,
+            ]
         args.append(RESERVATION_TTL_S)
         args += outbox_args(outbox)
         with translated(StoreUnavailable, self._unavailable), self._written([c.after.id for c in changes]):
