@@ -78,6 +78,18 @@ async def services(nats_clean: NatsServer) -> AsyncIterator[Services]:
         await product.close()
 
 
+def details_request(envelope_id: str, product_id: str, request_id: str, callback: str) -> Envelope:
+    return Envelope(
+        id=envelope_id,
+        type=PRODUCT_DETAILS_REQUESTED,
+        source="order-service",
+        data_version="1.0",
+        timestamp=datetime.now(UTC),
+        correlation_id=request_id,
+        data=ProductDetailsRequested(product_id, request_id, callback),
+    )
+
+
 async def json_of(response: aiohttp.ClientResponse, status: int) -> Any:
     body = await response.json()
     assert response.status == status, body
@@ -263,14 +275,8 @@ async def test_a_refresh_is_answered_once_over_the_fast_path_and_stored_once(ser
 async def test_a_request_sent_while_the_product_service_was_down_is_answered_when_it_starts(
     nats_clean: NatsServer,
 ) -> None:
-    request = Envelope(
-        id="request-envelope-1",
-        type=PRODUCT_DETAILS_REQUESTED,
-        source="order-service",
-        data_version="1.0",
-        timestamp=datetime.now(UTC),
-        correlation_id="request-1",
-        data=ProductDetailsRequested("p-unknown", "request-1", "product.details_provided.order-9"),
+    request = details_request(
+        "request-envelope-1", "p-unknown", "request-1", "product.details_provided.order-9"
     )
     nc = await nats.connect(nats_clean.url)
     try:
@@ -316,15 +322,7 @@ async def test_a_request_naming_the_askers_own_inbox_is_answered_there(services:
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox)
         await nc.flush()
-        request = Envelope(
-            id="asker-request-1",
-            type=PRODUCT_DETAILS_REQUESTED,
-            source="order-service",
-            data_version="1.0",
-            timestamp=datetime.now(UTC),
-            correlation_id="asker-1",
-            data=ProductDetailsRequested(product["id"], "asker-1", inbox),
-        )
+        request = details_request("asker-request-1", product["id"], "asker-1", inbox)
         await nc.jetstream().publish(
             PRODUCT_DETAILS_REQUESTED, encode(request), headers={"Nats-Msg-Id": request.id}
         )
