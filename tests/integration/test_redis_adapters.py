@@ -20,7 +20,7 @@ from adapters.redis.product_cache import RedisProductCache
 from adapters.redis.product_store import RESERVATION_TTL_S, RedisProductStore
 from adapters.redis.small_ports import RedisLock, RedisProcessedEvents
 from adapters.wire.converter import loads
-from application.ports import CachePut, IdempotencyRecord, ProductChange
+from application.ports import CachePut, CommitResult, IdempotencyRecord, ProductChange
 from domain.errors import StoreUnavailable
 from domain.orders import OrderFlag
 from entrypoints.apps import build_order_container, build_product_container
@@ -359,3 +359,26 @@ async def test_the_outbox_removes_more_ids_at_once_than_one_lua_unpack_takes(cli
 
     assert await outbox.count() == 0
     assert await client.redis.hlen(outbox.keys.outbox_entries) == 0
+
+
+async def test_a_commit_over_a_record_whose_timestamp_reads_otherwise_is_not_a_conflict(
+    client: RedisClient,
+) -> None:
+    """A soak livelocked when the commit compared `updatedAt` as text: a record stored as
+    `...:41.000Z` re-encodes as `...:41Z`, and every reservation of it conflicted."""
+    catalog = RedisProductStore(client, PRODUCTS, RedisOutbox(client, PRODUCTS))
+    raw = (
+        '{"id":"p-1","name":"Mug","basePrice":43.67,"currentPrice":43.67,"currency":"USD",'
+        '"status":"ACTIVE","quantityAvailable":10,"version":2,"updatedAt":"2026-11-30T00:17:41.000Z"}'
+    )
+    await client.redis.set(PRODUCTS.product("p-1"), raw)
+    await client.redis.sadd(PRODUCTS.products, "p-1")
+    before = await catalog.get("p-1")
+    assert before is not None
+
+    after = newer(before, quantity_available=9)
+    assert (
+        await catalog.commit([ProductChange(before, after)], [], reservation_for="o-1")
+        is CommitResult.COMMITTED
+    )
+    assert await catalog.get("p-1") == after

@@ -37,9 +37,7 @@ local changes = tonumber(ARGV[3])
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   return 'already_reserved'
 end
-local fields = {
-  'version', 'updatedAt', 'name', 'status', 'quantityAvailable', 'currentPrice', 'basePrice', 'currency'
-}
+local fields = {'version', 'name', 'status', 'quantityAvailable', 'currentPrice', 'basePrice', 'currency'}
 for i = 1, changes do
   local current = redis.call('GET', KEYS[4 + 2 * i])
   if not current then return 'conflict' end
@@ -64,10 +62,12 @@ return 'committed'
 change the `before` JSON, the `after` JSON and id, the reservation's TTL in seconds, then the
 outbox pairs. Checks first, writes after: a conflict or a known reservation stores nothing.
 
-A product is current when every field of the stored record equals `before`'s, not its version
-alone: a reservation planned on top of another one of its batch names that one's `after` as its
-`before`, and when that commit conflicted, a PATCH may have written the same version number
-(soak, session 6: a PATCH's prices lost to such a chained reservation)."""
+A product is current when every field a change can set equals `before`'s (version, name,
+status, stock, prices, currency), not its version alone: a reservation planned on top of
+another one of its batch names that one's `after` as its `before`, and when that commit
+conflicted, a PATCH may have written the same version number (soak, session 6: a PATCH's prices
+lost to such a chained reservation). `updatedAt` is left out: its text may differ for the same
+instant (`...:41Z`, `...:41.000Z`), and a soak livelocked on that."""
 
 RESERVATION_TTL_S = int(MAX_AGE_S) + 24 * 3600
 """A reservation marker outlives every copy of its order.created that JetStream may still deliver
