@@ -36,6 +36,12 @@ DEFAULT_DEV_TOKEN = "dev-admin-token"  # noqa: S105 - printed dev default for ma
 log = logging.getLogger(__name__)
 
 
+def _refuse(prog: str, line: str) -> NoReturn:
+    """A bad option, setting or address: one line on stderr naming it, exit 2 (INTERFACE §1)."""
+    sys.stderr.write(f"{prog}: {line}\n")
+    raise SystemExit(2)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A bad option: one clear line on stderr, exit 2."""
 
@@ -128,11 +134,9 @@ def _settings(prog: str, args: argparse.Namespace) -> Settings:
     try:
         return Settings.from_env(**overrides)
     except SettingsError as error:
-        sys.stderr.write(f"{prog}: {error}\n")
-        raise SystemExit(2) from None
+        _refuse(prog, str(error))
     except (TypeError, ValueError) as error:
-        sys.stderr.write(f"{prog}: invalid setting: {error}\n")
-        raise SystemExit(2) from None
+        _refuse(prog, f"invalid setting: {error}")
 
 
 class Site(NamedTuple):
@@ -224,8 +228,7 @@ def _run(prog: str, sites: list[Site], banner: str | None = None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             event_loop.run(_serve(sites, banner))
     except CannotListen as error:
-        sys.stderr.write(f"{prog}: {error}\n")
-        raise SystemExit(2) from None
+        _refuse(prog, str(error))
 
 
 def _embedded_banner(settings: Settings, order_url: str, product_url: str) -> str:
@@ -260,16 +263,13 @@ def _embedded_settings(prog: str, settings: Settings) -> Settings:
     if ignored:
         log.warning("embedded mode runs in memory: %s not used", " and ".join(ignored))
     if settings.order_service_port == settings.product_service_port != 0:
-        sys.stderr.write(
-            f"{prog}: ORDER_SERVICE_PORT and PRODUCT_SERVICE_PORT are both {settings.order_service_port}:"
-            " embedded mode serves each service on its own port\n"
+        _refuse(
+            prog,
+            f"ORDER_SERVICE_PORT and PRODUCT_SERVICE_PORT are both {settings.order_service_port}:"
+            " embedded mode serves each service on its own port",
         )
-        raise SystemExit(2)
     if settings.product_service_port == 0 and not settings.product_service_url:
-        sys.stderr.write(
-            f"{prog}: PRODUCT_SERVICE_PORT=0: embedded mode needs a fixed port to call its Product Service\n"
-        )
-        raise SystemExit(2)
+        _refuse(prog, "PRODUCT_SERVICE_PORT=0: embedded mode needs a fixed port to call its Product Service")
     return attrs.evolve(
         settings, redis_url=None, nats_url=None, admin_token=settings.admin_token or DEFAULT_DEV_TOKEN
     )
