@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import simplejson
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
@@ -441,3 +442,36 @@ def test_any_literal_subject_is_a_callback(callback: str) -> None:
     request = decode(details_request("product.details_requested", callback))
     assert isinstance(request.data, ProductDetailsRequested)
     assert request.data.callback_event == callback
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_dumps_writes_what_simplejson_would_have_written(value: Any) -> None:
+    """The fast encoder (orjson) and its fallback (simplejson) agree on every value, big ints and
+    lone surrogates included (those take the fallback): the same JSON, Decimals as exact numbers."""
+    written = dumps(value)
+    before = simplejson.dumps(value, use_decimal=True, separators=(",", ":"))
+    assert loads(written) == loads(before)
+    assert json.loads(written) == json.loads(before)
+
+
+def test_a_decimal_is_written_digit_for_digit() -> None:
+    assert dumps({"price": Decimal("249.90"), "big": 2**80, "text": "caf\u00e9 \ud800"}) == (
+        b'{"price":249.90,"big":1208925819614629174706176,"text":"caf\\u00e9 \\ud800"}'
+    )
+    assert dumps([Decimal("0.01"), "café"]) == '[0.01,"café"]'.encode()
+
+
+def test_dumps_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises(TypeError):
+        dumps({"at": START})
