@@ -48,7 +48,11 @@ class RelayOutbox:
     """The last pass failed to publish entries it had in hand (the bus refused them)."""
     more: bool = attrs.field(default=False, init=False)
     """The last sweep filled its batch: the next pass sweeps again, whenever it runs."""
+    stall_log_interval_s: float = 30.0
+    """While publishes keep failing, how often the warning is repeated (one line, with the count)."""
     _next_sweep: float = attrs.field(default=0.0, init=False)
+    _stall_logged_at: float | None = attrs.field(default=None, init=False)
+    """When the stall was last logged; None while publishing works."""
 
     async def __call__(self) -> int:
         """One pass; returns how many were published. Entries whose publish failed stay."""
@@ -61,6 +65,9 @@ class RelayOutbox:
         if self.more or self.clock.monotonic() >= self._next_sweep:
             self._next_sweep = self.clock.monotonic() + self.sweep_interval_s
             published += await self._sweep()
+        if published and not self.stalled and self._stall_logged_at is not None:
+            self._stall_logged_at = None
+            log.info("outbox relay: publishing again (%s published in this pass)", published)
         return published
 
     async def _sweep(self) -> int:
@@ -85,15 +92,32 @@ class RelayOutbox:
         if not envelopes:
             return 0, 0
         outcomes = await asyncio.gather(*(self._publish(e) for e in envelopes))
-        done = [envelope.id for envelope, ok in zip(envelopes, outcomes, strict=True) if ok]
+        done = [envelope.id for envelope, refusal in zip(envelopes, outcomes, strict=True) if refusal is None]
         if done:
             await self.outbox.remove(done)
-        return len(done), len(envelopes) - len(done)
+        refusals = [refusal for refusal in outcomes if refusal is not None]
+        if refusals:
+            self._log_stall(len(refusals), refusals[0])
+        return len(done), len(refusals)
 
-    async def _publish(self, envelope: Envelope) -> bool:
+    async def _publish(self, envelope: Envelope) -> str | None:
+        """None once published; the bus's reason when it refused."""
         try:
             await self.publisher.publish(envelope)
         except EventBusUnavailable as error:
-            log.warning("outbox relay: %s not published yet: %s", envelope.type, error.message)
-            return False
-        return True
+            return error.message
+        return None
+
+    def _log_stall(self, failed: int, reason: str) -> None:
+        """One line when publishing starts to fail, then one every `stall_log_interval_s`: an
+        outage of minutes at hundreds of orders a second would otherwise log a line per event per pass."""
+        now = self.clock.monotonic()
+        if self._stall_logged_at is not None and now - self._stall_logged_at < self.stall_log_interval_s:
+            return
+        self._stall_logged_at = now
+        log.warning(
+            "outbox relay: %s events not published yet, kept in the outbox (%s pending at last count): %s",
+            failed,
+            "?" if self.pending is None else self.pending,
+            reason,
+        )

@@ -106,6 +106,8 @@ async def run_on_schedule(
             return
         try:
             await job()
+        except DependencyUnavailable as error:  # an outage, not a bug: one line, no traceback
+            log.warning("scheduled job did not run: %s", error.message)
         except Exception:
             log.exception("scheduled job failed")
 
@@ -121,6 +123,9 @@ class BackgroundTasks:
             try:
                 with prompt_lane(False):  # nobody waits on it: it queues with the background work
                     return await work
+            except DependencyUnavailable as error:  # an outage, not a bug: one line, no traceback
+                log.warning("background task stopped: %s", error.message)
+                return None
             except Exception:
                 log.exception("background task failed")
                 return None

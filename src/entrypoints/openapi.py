@@ -375,7 +375,7 @@ def order_openapi() -> dict[str, Any]:
             "post": {
                 "summary": "Run the background refresh of active products now",
                 "security": admin,
-                "responses": {"202": _json({"type": "object"}, "Started"), **_errors(401, 403)},
+                "responses": {"202": _json({"type": "object"}, "Started"), **_errors(401, 403, 503)},
             }
         },
         "/admin/products/{id}/refresh": {

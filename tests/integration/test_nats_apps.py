@@ -181,6 +181,13 @@ async def test_ready_names_nats_while_it_is_down_and_recovers(
             health = await response.json()
         assert health["status"] == "degraded"
         assert health["checks"]["nats"]["status"] == "down"
+        # the refresh asks over NATS: refused now, not a 202 for a run that fails at once
+        async with services.http.post(
+            services.order_url("/admin/refresh"), headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as response:
+            refused = await json_of(response, 503)
+        assert refused["error"]["code"] == "event_bus_unavailable"
+        assert "/ready" in refused["error"]["message"]
     finally:
         nats_clean.start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import attrs
 import pytest
@@ -260,3 +261,27 @@ async def test_a_fresh_entry_whose_publish_failed_is_swept_once_the_bus_is_back(
 
     assert await relay() == 2
     assert not relay.stalled
+
+
+async def test_an_outage_is_logged_once_per_interval_not_once_per_event(
+    order_side: OrderSide, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = sweeping(order_side)
+    order_side.publisher.down = True
+    with caplog.at_level(logging.INFO, logger="application.outbox_relay"):
+        for _ in range(3):  # three passes, 5 entries each, within one interval
+            await orders_in_outbox(order_side, 5)
+            assert await relay() == 0
+            order_side.clock.advance(1.0)
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
+        assert "5 events not published yet" in caplog.records[0].getMessage()
+
+        order_side.clock.advance(relay.stall_log_interval_s)
+        await relay()
+        assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2, "repeated after the interval"
+
+        order_side.publisher.down = False
+        order_side.clock.advance(5.0)
+        assert await relay() == 15
+        assert caplog.records[-1].levelno == logging.INFO
+        assert "publishing again" in caplog.records[-1].getMessage()

@@ -10,12 +10,12 @@ from aiohttp import web
 
 from adapters.wire.http_json import discrepancy_to_wire, order_to_wire, product_to_wire
 from application.create_order import CreateOrder
-from domain.errors import InvalidRequest, ProductNotFound
+from domain.errors import EventBusUnavailable, InvalidRequest, ProductNotFound
 from domain.orders import OrderFlag, OrderLine
 from entrypoints.background import BackgroundTasks
 from entrypoints.containers import OrderService
 from entrypoints.http.errors import error_response, ordering_error_response
-from entrypoints.http.ops import OUTBOX_WAKEUP
+from entrypoints.http.ops import OUTBOX_WAKEUP, READINESS
 from entrypoints.http.parsing import json_response, read_body
 from entrypoints.http.schemas import CreateOrderRequest, check_id, check_order, reject
 
@@ -126,6 +126,12 @@ def check_admin(request: web.Request) -> web.Response | None:
 async def refresh_all(request: web.Request) -> web.Response:
     if (refused := check_admin(request)) is not None:
         return refused
+    nats = request.app[READINESS].checks.get("nats")
+    if nats is not None and (await nats()).get("status") != "up":
+        # the refresh asks over the bus: a 202 now would promise what cannot start
+        raise EventBusUnavailable(
+            "The event bus (NATS) is unreachable: the refresh asks over it; try again once /ready answers 200"
+        )
     request.app[BACKGROUND].start(request.app[ORDER_SERVICE].refresh_all()())
     return json_response({"status": "started"}, status=202)
 
