@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -475,3 +476,10 @@ def test_a_decimal_is_written_digit_for_digit() -> None:
 def test_dumps_refuses_what_json_cannot_hold() -> None:
     with pytest.raises(TypeError):
         dumps({"at": START})
+
+
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.timezones()))
+def test_timestamps_are_written_as_isoformat_would_in_utc(value: datetime) -> None:
+    utc = value.astimezone(UTC)
+    expected = utc.isoformat(timespec="milliseconds" if utc.microsecond else "seconds").replace("+00:00", "Z")
+    assert format_timestamp(value) == expected
