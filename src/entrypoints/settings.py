@@ -22,14 +22,6 @@ class SettingsError(ValueError):
         self.name = name
 
 
-def _positive(name: str) -> Callable[[Any, Any, Any], None]:
-    def check(_: Any, __: Any, value: Any) -> None:
-        if value <= 0:
-            raise SettingsError(name, f"must be greater than 0, got {value}")
-
-    return check
-
-
 def _port(name: str) -> Callable[[Any, Any, int], None]:
     def check(_: Any, __: Any, value: int) -> None:
         if not 0 <= value <= 65535:
@@ -55,11 +47,37 @@ def _urls(name: str, schemes: tuple[str, ...]) -> Callable[[Any, Any, str | None
 
 
 def _between(name: str, low: int, high: int) -> Callable[[Any, Any, int], None]:
+    """An integer from `low` to `high`: a bound on each, so that no value fails later, in use
+    (10**400 ms overflowed a float; a TTL past Redis's limit fails every write)."""
+
     def check(_: Any, __: Any, value: int) -> None:
         if not low <= value <= high:
             raise SettingsError(name, f"must be {low}..{high}, got {value}")
 
     return check
+
+
+def _seconds(name: str, high: int) -> Callable[[Any, Any, float], None]:
+    """A number of seconds above 0 and at most `high`: nan and inf fail both comparisons
+    (a nan reset timeout kept the breaker open for good)."""
+
+    def check(_: Any, __: Any, value: float) -> None:
+        if not 0 < value <= high:
+            raise SettingsError(name, f"must be a number above 0 and at most {high}, got {value}")
+
+    return check
+
+
+def _threshold(name: str) -> Callable[[Any, Any, Decimal], None]:
+    def check(_: Any, __: Any, value: Decimal) -> None:
+        if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+            raise SettingsError(name, f"must be a number of 0 or more, got {value}")
+
+    return check
+
+
+MINUTES_10_MS = 600_000
+"""The longest timeout, interval or delay in milliseconds."""
 
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -127,22 +145,35 @@ class Settings:
     nats_stream_replicas: int = attrs.field(default=1, validator=_between("NATS_STREAM_REPLICAS", 1, 5))
     instance_id: str = attrs.field(factory=_new_instance_id, validator=_instance_id)
     product_request_timeout_ms: int = attrs.field(
-        default=500, validator=_positive("PRODUCT_REQUEST_TIMEOUT_MS")
+        default=500, validator=_between("PRODUCT_REQUEST_TIMEOUT_MS", 1, MINUTES_10_MS)
     )
-    retry_max_attempts: int = attrs.field(default=4, validator=_positive("RETRY_MAX_ATTEMPTS"))
+    retry_max_attempts: int = attrs.field(default=4, validator=_between("RETRY_MAX_ATTEMPTS", 1, 100))
     retry_initial_interval_ms: int = attrs.field(
-        default=1000, validator=_positive("RETRY_INITIAL_INTERVAL_MS")
+        default=1000, validator=_between("RETRY_INITIAL_INTERVAL_MS", 1, MINUTES_10_MS)
     )
-    breaker_failure_threshold: int = attrs.field(default=3, validator=_positive("BREAKER_FAILURE_THRESHOLD"))
-    breaker_reset_timeout_s: float = attrs.field(default=30.0, validator=_positive("BREAKER_RESET_TIMEOUT_S"))
-    cache_ttl_s: int = attrs.field(default=3600, validator=_positive("CACHE_TTL_S"))
-    async_request_timeout_ms: int = attrs.field(default=5000, validator=_positive("ASYNC_REQUEST_TIMEOUT_MS"))
+    breaker_failure_threshold: int = attrs.field(
+        default=3, validator=_between("BREAKER_FAILURE_THRESHOLD", 1, 10_000)
+    )
+    breaker_reset_timeout_s: float = attrs.field(
+        default=30.0, validator=_seconds("BREAKER_RESET_TIMEOUT_S", 86_400)
+    )
+    cache_ttl_s: int = attrs.field(default=3600, validator=_between("CACHE_TTL_S", 1, 365 * 86_400))
+    async_request_timeout_ms: int = attrs.field(
+        default=5000, validator=_between("ASYNC_REQUEST_TIMEOUT_MS", 1, MINUTES_10_MS)
+    )
     refresh_cron: str = attrs.field(default="0 */2 * * *", validator=_cron)
-    refresh_batch_size: int = attrs.field(default=50, validator=_positive("REFRESH_BATCH_SIZE"))
-    refresh_batch_delay_ms: int = attrs.field(default=1000)
-    price_discrepancy_pct: Decimal = attrs.field(default=Decimal("1.0"))
-    review_item_pct: Decimal = attrs.field(default=Decimal("10"))
-    review_total_amount: Decimal = attrs.field(default=Decimal("10"))
+    # a batch's reply of 1000 products stays well within NATS's default max_payload (1 MiB)
+    refresh_batch_size: int = attrs.field(default=50, validator=_between("REFRESH_BATCH_SIZE", 1, 1000))
+    refresh_batch_delay_ms: int = attrs.field(
+        default=1000, validator=_between("REFRESH_BATCH_DELAY_MS", 0, MINUTES_10_MS)
+    )
+    price_discrepancy_pct: Decimal = attrs.field(
+        default=Decimal("1.0"), validator=_threshold("PRICE_DISCREPANCY_PCT")
+    )
+    review_item_pct: Decimal = attrs.field(default=Decimal("10"), validator=_threshold("REVIEW_ITEM_PCT"))
+    review_total_amount: Decimal = attrs.field(
+        default=Decimal("10"), validator=_threshold("REVIEW_TOTAL_AMOUNT")
+    )
     admin_token: str | None = attrs.field(default=None, repr=_shown_secret)
     log_level: str = attrs.field(
         default="INFO",
@@ -154,12 +185,6 @@ class Settings:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.refresh_batch_delay_ms < 0:
-            raise SettingsError("REFRESH_BATCH_DELAY_MS", "must be 0 or more")
-        for name in ("price_discrepancy_pct", "review_item_pct", "review_total_amount"):
-            value = getattr(self, name)
-            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-                raise SettingsError(name.upper(), f"must be a number of 0 or more, got {value}")
         if self.admin_token is not None and not self.admin_token.strip():
             raise SettingsError("ADMIN_TOKEN", "must not be blank when set")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import pytest
 
 from entrypoints import Settings, SettingsError
@@ -44,3 +47,82 @@ def test_log_level_and_format_are_read_in_any_case() -> None:
     assert (settings.log_level, settings.log_format) == ("DEBUG", "console")
     with pytest.raises(SettingsError, match="LOG_LEVEL"):
         Settings.from_env({"LOG_LEVEL": "trace"})
+
+
+NUMERIC_RANGES = {
+    "ORDER_SERVICE_PORT": ("0", "65535"),
+    "PRODUCT_SERVICE_PORT": ("0", "65535"),
+    "NATS_STREAM_REPLICAS": ("1", "5"),
+    "PRODUCT_REQUEST_TIMEOUT_MS": ("1", "600000"),
+    "RETRY_MAX_ATTEMPTS": ("1", "100"),
+    "RETRY_INITIAL_INTERVAL_MS": ("1", "600000"),
+    "BREAKER_FAILURE_THRESHOLD": ("1", "10000"),
+    "BREAKER_RESET_TIMEOUT_S": ("0.001", "86400"),
+    "CACHE_TTL_S": ("1", "31536000"),
+    "ASYNC_REQUEST_TIMEOUT_MS": ("1", "600000"),
+    "REFRESH_BATCH_SIZE": ("1", "1000"),
+    "REFRESH_BATCH_DELAY_MS": ("0", "600000"),
+}
+"""Every numeric setting of INTERFACE §2 with the lowest and highest value it takes (README, Settings)."""
+
+THRESHOLDS = ("PRICE_DISCREPANCY_PCT", "REVIEW_ITEM_PCT", "REVIEW_TOTAL_AMOUNT")
+"""Decimal settings: any finite number of 0 or more."""
+
+
+def _refused(name: str, environ: dict[str, str] | None = None, **keywords: Any) -> str:
+    """The message of the SettingsError naming `name` that `environ`, else `keywords`, raises."""
+    build = (lambda: Settings(**keywords)) if environ is None else (lambda: Settings.from_env(environ))
+    with pytest.raises(SettingsError) as caught:
+        build()
+    assert caught.value.name == name
+    assert str(caught.value).startswith(f"invalid setting {name}: ")
+    return str(caught.value)
+
+
+NOT_FINITE = ["nan", "NaN", "sNaN", "inf", "-inf", "Infinity"]
+"""1e999 too, as a float (it is inf); a Decimal threshold of 1e999 is finite, and merely never reached."""
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name in NUMERIC_RANGES for value in [*NOT_FINITE, "1e999", "-1e999"]]
+    + [(name, value) for name in THRESHOLDS for value in NOT_FINITE],
+)
+def test_nan_and_infinity_are_refused_from_the_environment_naming_the_setting(name: str, value: str) -> None:
+    _refused(name, {name: value})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_by_keyword_naming_the_setting(value: float) -> None:
+    _refused("BREAKER_RESET_TIMEOUT_S", breaker_reset_timeout_s=value)
+
+
+def _below_and_above(name: str) -> list[str]:
+    low, high = NUMERIC_RANGES[name]
+    step = "0.001" if "." in low else "1"
+    return [str(Decimal(low) - Decimal(step)), str(Decimal(high) + Decimal(step))]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [(name, value) for name in NUMERIC_RANGES for value in _below_and_above(name)]
+)
+def test_a_numeric_setting_out_of_its_range_is_refused_from_the_environment_and_by_keyword(
+    name: str, value: str
+) -> None:
+    low, high = NUMERIC_RANGES[name]
+    message = _refused(name, {name: value})
+    assert high in message, message
+    number = float(value) if "." in low else int(value)
+    _refused(name, **{name.lower(): number})
+
+
+@pytest.mark.parametrize("name", list(NUMERIC_RANGES))
+def test_a_numeric_setting_takes_both_ends_of_its_range(name: str) -> None:
+    for value in NUMERIC_RANGES[name]:
+        settings = Settings.from_env({name: value})
+        assert getattr(settings, name.lower()) == (float(value) if "." in value else int(value))
+
+
+def test_an_integer_too_large_for_a_float_is_refused_not_a_crash_later() -> None:
+    """It used to pass, and `order-service serve` died in a traceback dividing it by 1000."""
+    _refused("PRODUCT_REQUEST_TIMEOUT_MS", {"PRODUCT_REQUEST_TIMEOUT_MS": "1" + "0" * 400})
