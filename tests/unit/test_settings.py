@@ -126,3 +126,60 @@ def test_a_numeric_setting_takes_both_ends_of_its_range(name: str) -> None:
 def test_an_integer_too_large_for_a_float_is_refused_not_a_crash_later() -> None:
     """It used to pass, and `order-service serve` died in a traceback dividing it by 1000."""
     _refused("PRODUCT_REQUEST_TIMEOUT_MS", {"PRODUCT_REQUEST_TIMEOUT_MS": "1" + "0" * 400})
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "message"),
+    [
+        ("retry_max_attempts", "x", "must be an integer, got str 'x'"),
+        ("retry_max_attempts", "4", "must be an integer, got str '4'"),
+        ("retry_max_attempts", True, "must be an integer, got bool True"),
+        ("cache_ttl_s", 2.5, "must be an integer, got float 2.5"),
+        ("order_service_port", 8080.0, "must be an integer, got float 8080.0"),
+        ("nats_stream_replicas", None, "must be an integer, got NoneType None"),
+        ("breaker_reset_timeout_s", "30", "must be a number (an int or a float), got str '30'"),
+        ("breaker_reset_timeout_s", False, "must be a number (an int or a float), got bool False"),
+        ("price_discrepancy_pct", "1.5", "must be a Decimal or an int (a float is not exact), got str '1.5'"),
+        ("review_total_amount", 10.5, "must be a Decimal or an int (a float is not exact), got float 10.5"),
+        ("order_service_host", 5, "must be a string, got int 5"),
+        ("instance_id", 7, "must be a string, got int 7"),
+        ("log_level", 10, "must be a string, got int 10"),
+        ("refresh_cron", None, "must be a string, got NoneType None"),
+        ("redis_url", b"redis://:secret@h", "must be a string or None, got bytes"),
+        ("admin_token", b"secret", "must be a string or None, got bytes"),
+    ],
+)
+def test_a_keyword_of_the_wrong_type_is_refused_naming_the_setting_and_the_type_expected(
+    keyword: str, value: Any, message: str
+) -> None:
+    """Keywords are typed: a numeric string is refused (the environment's strings go through from_env)."""
+    assert _refused(keyword.upper(), **{keyword: value}) == f"invalid setting {keyword.upper()}: {message}"
+
+
+def test_a_credential_of_the_wrong_type_is_not_shown() -> None:
+    text = _refused("ADMIN_TOKEN", admin_token=b"hunter2")
+    assert "hunter2" not in text
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "kept"),
+    [
+        ("breaker_reset_timeout_s", 30, 30),
+        ("breaker_reset_timeout_s", 0.5, 0.5),
+        ("price_discrepancy_pct", 2, Decimal(2)),
+        ("review_total_amount", Decimal("10.50"), Decimal("10.50")),
+        ("log_level", "debug", "DEBUG"),
+        ("redis_url", None, None),
+    ],
+)
+def test_a_keyword_of_its_type_is_kept(keyword: str, value: Any, kept: Any) -> None:
+    got = getattr(Settings(**{keyword: value}), keyword)
+    assert got == kept
+    assert type(got) is type(kept)
+
+
+def test_a_wrong_value_too_long_to_show_is_refused_in_one_short_line() -> None:
+    text = _refused("CACHE_TTL_S", cache_ttl_s=10**5000)  # str() of it raises ValueError
+    assert len(text) < 200
+    text = _refused("REFRESH_CRON", refresh_cron="x" * 5000)
+    assert len(text) < 200
