@@ -185,6 +185,26 @@ async def test_a_bad_list_query_is_400(running: Running, query: dict[str, str]) 
     check_invalid_request(error)
 
 
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("flag=PRICE_REVIEW&flag=DISCONTINUED_PRODUCT", "flag"),
+        ("flag=PRICE_REVIEW&flag=PRICE_REVIEW", "flag"),
+        ("productId=a&productId=b", "productId"),
+        ("limit=5&limit=10", "limit"),
+        ("limit=5&productId=a&limit=5", "limit"),
+    ],
+)
+async def test_a_repeated_list_query_parameter_is_400_naming_it(
+    running: Running, query: str, name: str
+) -> None:
+    """The first value used to win silently (black-box audit): a filter the client meant was dropped."""
+    error = await error_of(await running.order.get(f"/api/v1/orders?{query}"), 400, "invalid_request")
+    assert error["details"]["field"] == name
+    assert error["message"] == f"{name} must be given at most once"
+    check_invalid_request(error)
+
+
 async def test_pricing_validation_reports_a_price_rise_and_flags_review(running: Running) -> None:
     product = await running.create_product(currentPrice=Decimal("100.00"), basePrice=Decimal("100.00"))
     order = await json_of(await post_order(running, order_body(product["id"], 2)))

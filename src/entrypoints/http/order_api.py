@@ -74,6 +74,9 @@ async def list_orders(request: web.Request) -> web.Response:
     if unknown:
         name = unknown[0] if unknown[0].isidentifier() else json.dumps(unknown[0], ensure_ascii=False)
         raise InvalidRequest.of_field(name, f"{name} is not a known query parameter (productId, flag, limit)")
+    repeated = [name for name in ("productId", "flag", "limit") if len(request.query.getall(name, ())) > 1]
+    if repeated:  # taking the first value would drop a filter the client meant silently
+        raise reject(repeated[0], "given at most once")
     if product_id is not None:
         check_id("productId", product_id)
     flag = None
