@@ -5,6 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+MAX_SHOWN_ID = 128
+"""The most of an id a message or its details echo (the HTTP routes refuse longer ids)."""
+
+
+def shown_id(value: str) -> str:
+    """`value`, or its first MAX_SHOWN_ID characters and "..." when longer."""
+    return value if len(value) <= MAX_SHOWN_ID else f"{value[:MAX_SHOWN_ID]}..."
+
 
 class OrderingError(Exception):
     """Root of every error the domain and application raise on purpose."""
@@ -39,7 +47,8 @@ class ProductNotFound(OrderingError):
     code = "product_not_found"
 
     def __init__(self, product_id: str) -> None:
-        super().__init__(f"Product {product_id} was not found", {"productId": product_id})
+        shown = shown_id(product_id)
+        super().__init__(f"Product {shown} was not found", {"productId": shown})
         self.product_id = product_id
 
 
@@ -49,9 +58,10 @@ class ProductUnavailable(OrderingError):
     code = "product_unavailable"
 
     def __init__(self, product_id: str, requested: int, available: int) -> None:
+        shown = shown_id(product_id)
         super().__init__(
-            f"Product {product_id} is not available in the requested quantity",
-            {"productId": product_id, "requested": requested, "available": available},
+            f"Product {shown} is not available in the requested quantity",
+            {"productId": shown, "requested": requested, "available": available},
         )
         self.product_id = product_id
 
@@ -60,10 +70,8 @@ class ProductDiscontinued(OrderingError):
     code = "product_discontinued"
 
     def __init__(self, product_id: str) -> None:
-        super().__init__(
-            f"Product {product_id} is discontinued and cannot be ordered",
-            {"productId": product_id},
-        )
+        shown = shown_id(product_id)
+        super().__init__(f"Product {shown} is discontinued and cannot be ordered", {"productId": shown})
         self.product_id = product_id
 
 
@@ -71,7 +79,8 @@ class ProductInactive(OrderingError):
     code = "product_inactive"
 
     def __init__(self, product_id: str) -> None:
-        super().__init__(f"Product {product_id} is inactive and cannot be ordered", {"productId": product_id})
+        shown = shown_id(product_id)
+        super().__init__(f"Product {shown} is inactive and cannot be ordered", {"productId": shown})
         self.product_id = product_id
 
 
@@ -86,14 +95,16 @@ class OrderNotFound(OrderingError):
     code = "order_not_found"
 
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"Order {order_id} was not found", {"orderId": order_id})
+        shown = shown_id(order_id)
+        super().__init__(f"Order {shown} was not found", {"orderId": shown})
 
 
 class ProductAlreadyExists(OrderingError):
     code = "product_already_exists"
 
     def __init__(self, product_id: str) -> None:
-        super().__init__(f"Product {product_id} already exists", {"productId": product_id})
+        shown = shown_id(product_id)
+        super().__init__(f"Product {shown} already exists", {"productId": shown})
 
 
 class IdempotencyConflict(OrderingError):

@@ -358,7 +358,7 @@ def order_openapi() -> dict[str, Any]:
             "get": {
                 "summary": "One order",
                 "parameters": [ID_PARAM],
-                "responses": {"200": _json(_ref("Order"), "The order"), **_errors(404, 503)},
+                "responses": {"200": _json(_ref("Order"), "The order"), **_errors(400, 404, 503)},
             }
         },
         "/api/v1/orders/{id}/pricing-validation": {
@@ -367,7 +367,7 @@ def order_openapi() -> dict[str, Any]:
                 "parameters": [ID_PARAM],
                 "responses": {
                     "200": _json(_ref("DiscrepancyResult"), "Result"),
-                    **_errors(404, 503),
+                    **_errors(400, 404, 503),
                 },
             }
         },

@@ -22,18 +22,64 @@ class SettingsError(ValueError):
         self.name = name
 
 
-def _positive(name: str) -> Callable[[Any, Any, Any], None]:
-    def check(_: Any, __: Any, value: Any) -> None:
-        if value <= 0:
-            raise SettingsError(name, f"must be greater than 0, got {value}")
+def _brief(text: str, most: int = 80) -> str:
+    """`text`, cut to `most` characters: a refused value shows in one short line."""
+    return text if len(text) <= most else f"{text[:most]}..."
+
+
+def _shown(value: object) -> str:
+    """A refused number as the message shows it (str() of an int of 4301+ digits raises)."""
+    try:
+        return _brief(str(value))
+    except ValueError:
+        return "a number too long to show"
+
+
+def _quoted(value: object) -> str:
+    try:
+        return _brief(repr(value))
+    except ValueError:
+        return "a number too long to show"
+
+
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number (an int or a float)"),
+    "Decimal": ((Decimal, int), "a Decimal or an int (a float is not exact)"),
+    "str": ((str,), "a string"),
+    "str | None": ((str, type(None)), "a string or None"),
+}
+"""What each setting's keyword takes, by its annotation. A string is never a number here: keywords
+are typed, and the environment's strings are parsed by `Settings.from_env`. A bool is no int."""
+
+_NOT_SHOWN = frozenset({"admin_token", "redis_url", "nats_url", "product_service_url"})
+"""May hold a credential: a value of the wrong type is named by its type alone."""
+
+
+def _of_kind(accepted: tuple[type, ...], words: str, *, show: bool) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            got = f"{type(value).__name__} {_quoted(value)}" if show else type(value).__name__
+            raise SettingsError(attribute.name.upper(), f"must be {words}, got {got}")
 
     return check
+
+
+def _typed(_: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+    """Every field's type is checked before its own validator (one place, so no field is missed)."""
+    typed = []
+    for field in fields:
+        accepted, words = _KINDS[str(field.type)]
+        of_kind = _of_kind(accepted, words, show=field.name not in _NOT_SHOWN)
+        checks = of_kind if field.validator is None else attrs.validators.and_(of_kind, field.validator)
+        typed.append(field.evolve(validator=checks))
+    return typed
 
 
 def _port(name: str) -> Callable[[Any, Any, int], None]:
     def check(_: Any, __: Any, value: int) -> None:
         if not 0 <= value <= 65535:
-            raise SettingsError(name, f"must be a port number 0..65535, got {value}")
+            raise SettingsError(name, f"must be a port number 0..65535, got {_shown(value)}")
 
     return check
 
@@ -55,11 +101,37 @@ def _urls(name: str, schemes: tuple[str, ...]) -> Callable[[Any, Any, str | None
 
 
 def _between(name: str, low: int, high: int) -> Callable[[Any, Any, int], None]:
+    """An integer from `low` to `high`: a bound on each, so that no value fails later, in use
+    (10**400 ms overflowed a float; a TTL past Redis's limit fails every write)."""
+
     def check(_: Any, __: Any, value: int) -> None:
         if not low <= value <= high:
-            raise SettingsError(name, f"must be {low}..{high}, got {value}")
+            raise SettingsError(name, f"must be {low}..{high}, got {_shown(value)}")
 
     return check
+
+
+def _seconds(name: str, high: int) -> Callable[[Any, Any, float], None]:
+    """A number of seconds above 0 and at most `high`: nan and inf fail both comparisons
+    (a nan reset timeout kept the breaker open for good)."""
+
+    def check(_: Any, __: Any, value: float) -> None:
+        if not 0 < value <= high:
+            raise SettingsError(name, f"must be a number above 0 and at most {high}, got {_shown(value)}")
+
+    return check
+
+
+def _threshold(name: str) -> Callable[[Any, Any, Decimal], None]:
+    def check(_: Any, __: Any, value: Decimal) -> None:
+        if not value.is_finite() or value < 0:
+            raise SettingsError(name, f"must be a number of 0 or more, got {_shown(value)}")
+
+    return check
+
+
+MINUTES_10_MS = 600_000
+"""The longest timeout, interval or delay in milliseconds."""
 
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -69,27 +141,32 @@ _INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def _instance_id(_: Any, __: Any, value: str) -> None:
     if not _INSTANCE_ID.fullmatch(value):
         raise SettingsError(
-            "INSTANCE_ID", f"must be 1..64 of letters, digits, '-' and '_', got {value[:80]!r}"
+            "INSTANCE_ID", f"must be 1..64 of letters, digits, '-' and '_', got {_quoted(value)}"
         )
 
 
 def _cron(_: Any, __: Any, value: str) -> None:
     if not croniter.is_valid(value):
-        raise SettingsError("REFRESH_CRON", f"not a cron expression: {value!r}")
+        raise SettingsError("REFRESH_CRON", f"not a cron expression: {_quoted(value)}")
 
 
 def _upper(value: str) -> str:
-    return value.upper()
+    return value.upper() if isinstance(value, str) else value  # any other type: refused by _typed
 
 
 def _lower(value: str) -> str:
-    return value.lower()
+    return value.lower() if isinstance(value, str) else value
+
+
+def _exact(value: object) -> Any:
+    """An int by keyword is the Decimal of it; anything else is left for _typed to judge."""
+    return Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, Any, str], None]:
     def check(_: Any, __: Any, value: str) -> None:
         if value not in choices:
-            raise SettingsError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+            raise SettingsError(name, f"must be one of {', '.join(choices)}, got {_quoted(value)}")
 
     return check
 
@@ -107,7 +184,7 @@ def _new_instance_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=_typed)
 class Settings:
     """Every setting of both services; unset means INTERFACE §2's default."""
 
@@ -127,22 +204,37 @@ class Settings:
     nats_stream_replicas: int = attrs.field(default=1, validator=_between("NATS_STREAM_REPLICAS", 1, 5))
     instance_id: str = attrs.field(factory=_new_instance_id, validator=_instance_id)
     product_request_timeout_ms: int = attrs.field(
-        default=500, validator=_positive("PRODUCT_REQUEST_TIMEOUT_MS")
+        default=500, validator=_between("PRODUCT_REQUEST_TIMEOUT_MS", 1, MINUTES_10_MS)
     )
-    retry_max_attempts: int = attrs.field(default=4, validator=_positive("RETRY_MAX_ATTEMPTS"))
+    retry_max_attempts: int = attrs.field(default=4, validator=_between("RETRY_MAX_ATTEMPTS", 1, 100))
     retry_initial_interval_ms: int = attrs.field(
-        default=1000, validator=_positive("RETRY_INITIAL_INTERVAL_MS")
+        default=1000, validator=_between("RETRY_INITIAL_INTERVAL_MS", 1, MINUTES_10_MS)
     )
-    breaker_failure_threshold: int = attrs.field(default=3, validator=_positive("BREAKER_FAILURE_THRESHOLD"))
-    breaker_reset_timeout_s: float = attrs.field(default=30.0, validator=_positive("BREAKER_RESET_TIMEOUT_S"))
-    cache_ttl_s: int = attrs.field(default=3600, validator=_positive("CACHE_TTL_S"))
-    async_request_timeout_ms: int = attrs.field(default=5000, validator=_positive("ASYNC_REQUEST_TIMEOUT_MS"))
+    breaker_failure_threshold: int = attrs.field(
+        default=3, validator=_between("BREAKER_FAILURE_THRESHOLD", 1, 10_000)
+    )
+    breaker_reset_timeout_s: float = attrs.field(
+        default=30.0, validator=_seconds("BREAKER_RESET_TIMEOUT_S", 86_400)
+    )
+    cache_ttl_s: int = attrs.field(default=3600, validator=_between("CACHE_TTL_S", 1, 365 * 86_400))
+    async_request_timeout_ms: int = attrs.field(
+        default=5000, validator=_between("ASYNC_REQUEST_TIMEOUT_MS", 1, MINUTES_10_MS)
+    )
     refresh_cron: str = attrs.field(default="0 */2 * * *", validator=_cron)
-    refresh_batch_size: int = attrs.field(default=50, validator=_positive("REFRESH_BATCH_SIZE"))
-    refresh_batch_delay_ms: int = attrs.field(default=1000)
-    price_discrepancy_pct: Decimal = attrs.field(default=Decimal("1.0"))
-    review_item_pct: Decimal = attrs.field(default=Decimal("10"))
-    review_total_amount: Decimal = attrs.field(default=Decimal("10"))
+    # a batch's reply of 1000 products stays well within NATS's default max_payload (1 MiB)
+    refresh_batch_size: int = attrs.field(default=50, validator=_between("REFRESH_BATCH_SIZE", 1, 1000))
+    refresh_batch_delay_ms: int = attrs.field(
+        default=1000, validator=_between("REFRESH_BATCH_DELAY_MS", 0, MINUTES_10_MS)
+    )
+    price_discrepancy_pct: Decimal = attrs.field(
+        default=Decimal("1.0"), converter=_exact, validator=_threshold("PRICE_DISCREPANCY_PCT")
+    )
+    review_item_pct: Decimal = attrs.field(
+        default=Decimal("10"), converter=_exact, validator=_threshold("REVIEW_ITEM_PCT")
+    )
+    review_total_amount: Decimal = attrs.field(
+        default=Decimal("10"), converter=_exact, validator=_threshold("REVIEW_TOTAL_AMOUNT")
+    )
     admin_token: str | None = attrs.field(default=None, repr=_shown_secret)
     log_level: str = attrs.field(
         default="INFO",
@@ -154,12 +246,6 @@ class Settings:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.refresh_batch_delay_ms < 0:
-            raise SettingsError("REFRESH_BATCH_DELAY_MS", "must be 0 or more")
-        for name in ("price_discrepancy_pct", "review_item_pct", "review_total_amount"):
-            value = getattr(self, name)
-            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-                raise SettingsError(name.upper(), f"must be a number of 0 or more, got {value}")
         if self.admin_token is not None and not self.admin_token.strip():
             raise SettingsError("ADMIN_TOKEN", "must not be blank when set")
 

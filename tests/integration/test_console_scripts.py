@@ -79,6 +79,44 @@ def test_a_host_that_does_not_resolve_exits_2_naming_the_host_setting(host: str)
     assert line.startswith(f"order-service: cannot listen on {host}:8080 (ORDER_SERVICE_HOST): ")
 
 
+@pytest.mark.parametrize(
+    ("command", "settings", "line"),
+    [
+        (
+            ["order-service", "serve"],
+            {"BREAKER_RESET_TIMEOUT_S": "nan"},
+            "invalid setting BREAKER_RESET_TIMEOUT_S: must be a number above 0 and at most 86400, got nan",
+        ),
+        (
+            ["order-service", "serve", "--embedded"],
+            {"BREAKER_RESET_TIMEOUT_S": "inf"},
+            "invalid setting BREAKER_RESET_TIMEOUT_S: must be a number above 0 and at most 86400, got inf",
+        ),
+        (
+            ["order-service", "serve"],
+            {"CACHE_TTL_S": "31536001"},
+            "invalid setting CACHE_TTL_S: must be 1..31536000, got 31536001",
+        ),
+        (
+            ["order-service", "serve", "--port", "65536"],
+            {},
+            "invalid setting ORDER_SERVICE_PORT: must be a port number 0..65535, got 65536",
+        ),
+        (
+            ["product-service", "serve"],
+            {"NATS_STREAM_REPLICAS": "inf"},
+            "invalid setting NATS_STREAM_REPLICAS: expected an integer, got 'inf'",
+        ),
+    ],
+)
+def test_a_setting_that_is_not_finite_or_out_of_range_exits_2_with_one_line_naming_it(
+    command: list[str], settings: dict[str, str], line: str
+) -> None:
+    done = run(command, **settings)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"{command[0]}: {line}"]
+
+
 def served_until_ready(command: list[str], port: int, **settings: str) -> tuple[int, list[dict[str, Any]]]:
     """Start `command`, wait for 200 from /ready on `port`, SIGTERM it: its exit code and JSON lines."""
     process = subprocess.Popen(  # noqa: S603 - our own console script

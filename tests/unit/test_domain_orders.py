@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from adapters.wire.converter import dumps, loads
 from domain.errors import (
     CurrencyMismatch,
+    OrderingError,
+    OrderNotFound,
+    ProductAlreadyExists,
     ProductDiscontinued,
     ProductInactive,
     ProductNotFound,
@@ -146,3 +149,20 @@ def test_order_total_is_the_exact_sum_of_price_times_quantity(lines: list[tuple[
     assert order.total_amount.as_tuple().exponent == -2
     assert loads(dumps({"t": order.total_amount}))["t"] == order.total_amount
     assert dumps(order.total_amount).decode() == f"{cents // 100}.{cents % 100:02d}"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OrderNotFound("o" * 10_000),
+        ProductNotFound("p" * 10_000),
+        ProductUnavailable("p" * 10_000, 2, 1),
+        ProductDiscontinued("p" * 10_000),
+        ProductInactive("p" * 10_000),
+        ProductAlreadyExists("p" * 10_000),
+    ],
+)
+def test_an_error_echoes_at_most_a_bounded_start_of_an_id(error: OrderingError) -> None:
+    """The HTTP routes refuse ids over 128 characters; whatever gets past, a message stays short."""
+    assert len(error.message) < 128 + 80
+    assert len(str(error.details)) < 128 + 80

@@ -162,12 +162,18 @@ async def test_an_overlong_idempotency_key_is_400(running: Running) -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["/api/v1/orders/%00", "/api/v1/orders/" + "x" * 4000, "/api/v1/orders/%ED%A0%80/pricing-validation"],
+    ("path", "status"),
+    [
+        ("/api/v1/orders/%00", 404),
+        ("/api/v1/orders/" + "x" * 4000, 400),  # over 128 characters, as a product id
+        ("/api/v1/orders/%ED%A0%80/pricing-validation", 404),
+    ],
 )
-async def test_odd_order_ids_in_the_path_are_404(running: Running, path: str) -> None:
+async def test_odd_order_ids_in_the_path_are_404_or_400_when_too_long(
+    running: Running, path: str, status: int
+) -> None:
     response = await running.order.request("GET" if "pricing" not in path else "POST", path)
-    assert_error_body(await json_of(response), 404, response)
+    assert_error_body(await json_of(response), status, response)
 
 
 async def raw_request(running: Running, request: bytes) -> tuple[int, bytes]:

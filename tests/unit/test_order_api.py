@@ -185,6 +185,53 @@ async def test_a_bad_list_query_is_400(running: Running, query: dict[str, str]) 
     check_invalid_request(error)
 
 
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("flag=PRICE_REVIEW&flag=DISCONTINUED_PRODUCT", "flag"),
+        ("flag=PRICE_REVIEW&flag=PRICE_REVIEW", "flag"),
+        ("productId=a&productId=b", "productId"),
+        ("limit=5&limit=10", "limit"),
+        ("limit=5&productId=a&limit=5", "limit"),
+    ],
+)
+async def test_a_repeated_list_query_parameter_is_400_naming_it(
+    running: Running, query: str, name: str
+) -> None:
+    """The first value used to win silently (black-box audit): a filter the client meant was dropped."""
+    error = await error_of(await running.order.get(f"/api/v1/orders?{query}"), 400, "invalid_request")
+    assert error["details"]["field"] == name
+    assert error["message"] == f"{name} must be given at most once"
+    check_invalid_request(error)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/v1/orders/{}"), ("POST", "/api/v1/orders/{}/pricing-validation")],
+)
+async def test_an_order_id_over_128_characters_is_400_naming_the_path_parameter(
+    running: Running, method: str, path: str
+) -> None:
+    """As the Product Service answers for a product id; it was a 404 echoing all 300 characters."""
+    long_id = "x" * 300
+    response = await running.order.request(method, path.format(long_id))
+    error = await error_of(response, 400, "invalid_request")
+    assert error["details"]["field"] == "id"
+    assert error["message"] == "id must be a non-empty string of at most 128 characters"
+    check_invalid_request(error)
+    assert "x" * 129 not in await response.text()
+    at_most = await running.order.request(method, path.format("x" * 128))
+    assert (await error_of(at_most, 404, "order_not_found"))["message"] == f"Order {'x' * 128} was not found"
+
+
+async def test_an_unknown_query_parameter_is_named_by_its_start_only(running: Running) -> None:
+    response = await running.order.get(f"/api/v1/orders?{'q' * 300}=1")
+    error = await error_of(response, 400, "invalid_request")
+    assert "q" * 129 not in await response.text()
+    assert error["details"]["field"] == "q" * 64 + "..."
+    check_invalid_request(error)
+
+
 async def test_pricing_validation_reports_a_price_rise_and_flags_review(running: Running) -> None:
     product = await running.create_product(currentPrice=Decimal("100.00"), basePrice=Decimal("100.00"))
     order = await json_of(await post_order(running, order_body(product["id"], 2)))

@@ -483,3 +483,22 @@ def test_timestamps_are_written_as_isoformat_would_in_utc(value: datetime) -> No
     utc = value.astimezone(UTC)
     expected = utc.isoformat(timespec="milliseconds" if utc.microsecond else "seconds").replace("+00:00", "Z")
     assert format_timestamp(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{'id': 1}", "not JSON: Expecting property name"),
+        ('{"name": «chaise»}'.encode(), "not JSON: "),
+        (b"", "not JSON: "),
+        (b"\xc3\x28{}", "not UTF-8: 'utf-8' codec can't decode byte 0xc3 in position 0"),
+        ('{"name": "caf\u00e9"}'.encode("latin-1"), "not UTF-8: "),
+    ],
+)
+def test_an_undecodable_event_says_whether_its_bytes_are_not_utf8_or_not_json(
+    raw: bytes, reason: str
+) -> None:
+    """Valid UTF-8 that is not JSON was reported as "not UTF-8 JSON", sending a reader to the encoding."""
+    with pytest.raises(UndecodableEvent) as caught:
+        decode(raw)
+    assert caught.value.message.startswith(reason), caught.value.message

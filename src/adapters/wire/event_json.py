@@ -79,9 +79,13 @@ def encode(envelope: Envelope) -> bytes:
 def decode(raw: bytes) -> Envelope:
     """Parse an envelope; raise UndecodableEvent saying why when it can never be handled."""
     try:
-        wire = loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise UndecodableEvent(f"not UTF-8 JSON: {error}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UndecodableEvent(f"not UTF-8: {error}") from None
+    try:
+        wire = loads(text)
+    except ValueError as error:
+        raise UndecodableEvent(f"not JSON: {error}") from None
     return envelope_from_wire(wire)
 
 

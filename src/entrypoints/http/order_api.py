@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_IDEMPOTENCY_KEY = 255
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_SHOWN_NAME = 64
+"""An unknown query parameter is named by its first 64 characters at most."""
 
 
 @routes.post("/api/v1/orders")
@@ -62,7 +64,9 @@ async def create_order(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/orders/{id}")
 async def get_order(request: web.Request) -> web.Response:
-    order = await request.app[ORDER_SERVICE].get_order()(request.match_info["id"])
+    order_id = request.match_info["id"]
+    check_id("id", order_id)
+    order = await request.app[ORDER_SERVICE].get_order()(order_id)
     return json_response(order_to_wire(order))
 
 
@@ -72,8 +76,12 @@ async def list_orders(request: web.Request) -> web.Response:
     flag_text = request.query.get("flag")
     unknown = sorted(set(request.query) - {"productId", "flag", "limit"})
     if unknown:
-        name = unknown[0] if unknown[0].isidentifier() else json.dumps(unknown[0], ensure_ascii=False)
+        start = unknown[0] if len(unknown[0]) <= MAX_SHOWN_NAME else f"{unknown[0][:MAX_SHOWN_NAME]}..."
+        name = start if unknown[0].isidentifier() else json.dumps(start, ensure_ascii=False)
         raise InvalidRequest.of_field(name, f"{name} is not a known query parameter (productId, flag, limit)")
+    repeated = [name for name in ("productId", "flag", "limit") if len(request.query.getall(name, ())) > 1]
+    if repeated:  # taking the first value would drop a filter the client meant silently
+        raise reject(repeated[0], "given at most once")
     if product_id is not None:
         check_id("productId", product_id)
     flag = None
@@ -94,7 +102,9 @@ async def list_orders(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/orders/{id}/pricing-validation")
 async def validate_pricing(request: web.Request) -> web.Response:
-    result = await request.app[ORDER_SERVICE].validate_pricing()(request.match_info["id"])
+    order_id = request.match_info["id"]
+    check_id("id", order_id)
+    result = await request.app[ORDER_SERVICE].validate_pricing()(order_id)
     return json_response(discrepancy_to_wire(result))
 
 
