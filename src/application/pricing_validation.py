@@ -14,7 +14,7 @@ from application.flagging import OrderFlagger
 from application.ports import OrderStore
 from application.product_fetching import ProductFetcher
 from domain.errors import OrderNotFound
-from domain.orders import Order, OrderFlag, OrderStatus
+from domain.orders import Order, OrderFlag, OrderStatus, PriceSource
 from domain.pricing import DiscrepancyResult, PricingThresholds, find_discrepancies
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,16 @@ class ValidateOrderPricing:
     thresholds: PricingThresholds
 
     async def __call__(self, order_id: str) -> DiscrepancyResult:
+        return (await self.with_source(order_id))[0]
+
+    async def with_source(self, order_id: str) -> tuple[DiscrepancyResult, PriceSource]:
+        """The result and where its prices came from (`cache` while the Product Service is down)."""
         order = await self.orders.get(order_id)
         if order is None:
             raise OrderNotFound(order_id)
         fetched = await self.fetcher.fetch(list(order.product_ids))
         prices = {pid: p.current_price for pid, p in fetched.products.items()}
-        return await review_if_needed(order, prices, self.thresholds, self.flagger)
+        return await review_if_needed(order, prices, self.thresholds, self.flagger), fetched.source
 
 
 @attrs.frozen

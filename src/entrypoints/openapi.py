@@ -366,7 +366,15 @@ def order_openapi() -> dict[str, Any]:
                 "summary": "Compare the order with the latest prices; flag PRICE_REVIEW if needed",
                 "parameters": [ID_PARAM],
                 "responses": {
-                    "200": _json(_ref("DiscrepancyResult"), "Result"),
+                    "200": {
+                        **_json(_ref("DiscrepancyResult"), "Result"),
+                        "headers": {
+                            "X-Price-Source": {
+                                "description": "product-service, or cache when the Product Service was down",
+                                "schema": {"type": "string", "enum": ["product-service", "cache"]},
+                            }
+                        },
+                    },
                     **_errors(400, 404, 503),
                 },
             }

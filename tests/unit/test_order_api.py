@@ -268,6 +268,16 @@ async def test_pricing_validation_without_a_change_is_clean(running: Running) ->
         "totalDifference": Decimal("0.00"),
         "requiresReview": False,
     }
+    assert response.headers["X-Price-Source"] == "product-service"
+
+
+async def test_pricing_validation_says_in_a_header_when_it_compared_with_the_cache(running: Running) -> None:
+    product = await running.create_product()
+    order = await json_of(await post_order(running, order_body(product["id"])))
+    await running.stop_product_service()
+    response = await running.order.post(f"/api/v1/orders/{order['id']}/pricing-validation")
+    assert (await json_of(response))["hasDiscrepancies"] is False
+    assert response.headers["X-Price-Source"] == "cache"
 
 
 async def test_pricing_validation_of_an_unknown_order_is_404(running: Running) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from application.create_order import CreateOrder
 from domain.errors import OrderNotFound, ProductServiceUnavailable
-from domain.orders import Order, OrderFlag, OrderLine
+from domain.orders import Order, OrderFlag, OrderLine, PriceSource
 
 from .builders import CHAIR, DESK, a_product, newer
 from .wiring import OrderSide
@@ -75,8 +75,9 @@ async def test_product_service_down_compares_with_the_cache(order_side: OrderSid
     order = await place(order_side, (CHAIR, 1))
     await order_side.cache.put(newer(chair, current_price=Decimal("150.00")))
     order_side.lookup.available = False
-    result = await order_side.validate_pricing(order.id)
+    result, source = await order_side.validate_pricing.with_source(order.id)
     assert result.requires_review
+    assert source is PriceSource.CACHE
 
 
 async def test_product_service_down_and_nothing_cached_is_unavailable(order_side: OrderSide) -> None:
@@ -93,7 +94,9 @@ async def test_the_latest_price_comes_from_the_product_service_not_the_cache(ord
     order_side.lookup.add(chair)
     order = await place(order_side, (CHAIR, 1))
     await order_side.cache.put(newer(chair, current_price=Decimal("500.00")))
-    assert not (await order_side.validate_pricing(order.id)).has_discrepancies
+    result, source = await order_side.validate_pricing.with_source(order.id)
+    assert not result.has_discrepancies
+    assert source is PriceSource.PRODUCT_SERVICE
 
 
 async def test_revalidation_on_a_price_change_uses_cached_prices_for_the_other_items(

@@ -100,12 +100,19 @@ async def list_orders(request: web.Request) -> web.Response:
     return json_response({"items": [order_to_wire(o) for o in orders]})
 
 
+PRICE_SOURCE_HEADER = "X-Price-Source"
+"""`product-service`, or `cache` when the Product Service was unavailable (as an order's `priceSource`)."""
+
+
 @routes.post("/api/v1/orders/{id}/pricing-validation")
 async def validate_pricing(request: web.Request) -> web.Response:
     order_id = request.match_info["id"]
     check_id("id", order_id)
-    result = await request.app[ORDER_SERVICE].validate_pricing()(order_id)
-    return json_response(discrepancy_to_wire(result))
+    result, source = await request.app[ORDER_SERVICE].validate_pricing().with_source(order_id)
+    # the body keeps INTERFACE's shape; where the prices came from goes in a header
+    response = json_response(discrepancy_to_wire(result))
+    response.headers[PRICE_SOURCE_HEADER] = source.value
+    return response
 
 
 def check_admin(request: web.Request) -> web.Response | None:
