@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -26,6 +27,10 @@ MAX_CALLBACK_LENGTH = 256
 """Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
 (nats-server: 4 KiB) is not refused but drops the publisher's connection."""
 
+STREAM_ROOTS = frozenset({"product", "order", "deadletter"})
+"""The first tokens of the subjects the streams keep (PRODUCT_EVENTS, ORDER_EVENTS, DEAD_LETTERS:
+`<root>.>`, adapters.broker.STREAMS): whatever is published under them is stored as an event."""
+
 
 def is_callback_subject(value: str) -> bool:
     """A subject a reply can be published on: a literal one (dot-separated non-empty tokens, no
@@ -42,13 +47,34 @@ def _is_literal(token: str) -> bool:
     )
 
 
-def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    """An attrs validator: a request that names no subject a reply can be kept on can never be answered."""
-    if not is_callback_subject(value):
-        raise ValueError(
-            f"{attribute.name} must be a literal subject (non-empty tokens joined by dots, no whitespace,"
-            f" * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
-        )
+def is_reply_subject(value: str, reply_type: str) -> bool:
+    """A subject a reply of `reply_type` cannot be taken for another event on: the reply type
+    itself or a subject under it (`product.details_provided.<instance>`), or one no stream keeps.
+    Under `order.`, `deadletter.` or another `product.` subject a stream would store the reply as
+    an order.created, a dead letter or a price change, for its consumers to dead-letter."""
+    if value == reply_type or value.startswith(reply_type + "."):
+        return True
+    root, dot, _ = value.partition(".")
+    return not (dot and root in STREAM_ROOTS)
+
+
+def replies_of(reply_type: str) -> Callable[[object, attrs.Attribute[str], str], None]:
+    """An attrs validator of a request's callback subject: a request with no subject its reply
+    can be published on, and told apart from other events on, can never be answered."""
+
+    def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+        if not is_callback_subject(value):
+            raise ValueError(
+                f"{attribute.name} must be a literal subject (non-empty tokens joined by dots, no"
+                f" whitespace, * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
+            )
+        if not is_reply_subject(value, reply_type):
+            raise ValueError(
+                f"{attribute.name} must be {reply_type}, a subject under it, or a subject outside"
+                f" the event streams (none under product., order. or deadletter.), got {value[:80]!r}"
+            )
+
+    return check_callback_subject
 
 
 @attrs.frozen
@@ -107,7 +133,7 @@ class OrderCreated:
 class ProductDetailsRequested:
     product_id: str = attrs.field(validator=check_product_id)
     request_id: str
-    callback_event: str = attrs.field(validator=check_callback_subject)
+    callback_event: str = attrs.field(validator=replies_of(PRODUCT_DETAILS_PROVIDED))
 
 
 @attrs.frozen
@@ -121,7 +147,7 @@ class ProductDetailsProvided:
 class ProductBatchDetailsRequested:
     product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
-    callback_event: str = attrs.field(validator=check_callback_subject)
+    callback_event: str = attrs.field(validator=replies_of(PRODUCT_BATCH_DETAILS_PROVIDED))
     refresh_mode: bool | None = None
 
 

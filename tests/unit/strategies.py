@@ -8,6 +8,8 @@ from decimal import Decimal
 from hypothesis import strategies as st
 
 from domain.events import (
+    PRODUCT_BATCH_DETAILS_PROVIDED,
+    PRODUCT_DETAILS_PROVIDED,
     AvailabilityChanged,
     Envelope,
     EventData,
@@ -37,11 +39,19 @@ def prices() -> st.SearchStrategy[Decimal]:
 
 
 ids = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
-callback_subjects = st.builds(
-    "product.{}".format,
-    st.from_regex(r"[A-Za-z0-9_-]{1,20}(\.[A-Za-z0-9_-]{1,20}){0,3}", fullmatch=True),
-)
-"""Subjects a reply can be published on: literal, under `product.` (domain.events.is_callback_subject)."""
+_subject_tails = st.from_regex(r"[A-Za-z0-9_-]{1,20}(\.[A-Za-z0-9_-]{1,20}){0,2}", fullmatch=True)
+
+
+def callback_subjects(reply_type: str) -> st.SearchStrategy[str]:
+    """Subjects a reply of `reply_type` may be asked for on (domain.events.replies_of): the reply
+    type, a subject under it, or one outside the streams (an inbox)."""
+    return st.one_of(
+        st.just(reply_type),
+        st.builds(f"{reply_type}.{{}}".format, _subject_tails),
+        st.builds("_INBOX.{}".format, _subject_tails),
+    )
+
+
 names = st.text(min_size=1, max_size=60).filter(lambda s: s.strip() != "")
 versions = st.integers(min_value=1, max_value=2**31)
 quantities = st.integers(min_value=0, max_value=1_000_000)
@@ -115,13 +125,13 @@ event_data: st.SearchStrategy[EventData] = st.one_of(
         total_amount=money("0.00", "999999999.99"),
         timestamp=timestamps(),
     ),
-    st.builds(ProductDetailsRequested, ids, ids, callback_subjects),
+    st.builds(ProductDetailsRequested, ids, ids, callback_subjects(PRODUCT_DETAILS_PROVIDED)),
     st.builds(ProductDetailsProvided, ids, ids, st.none() | products()),
     st.builds(
         ProductBatchDetailsRequested,
         st.lists(ids, max_size=5).map(tuple),
         ids,
-        callback_subjects,
+        callback_subjects(PRODUCT_BATCH_DETAILS_PROVIDED),
         st.none() | st.booleans(),
     ),
     st.builds(

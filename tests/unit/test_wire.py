@@ -11,12 +11,14 @@ import simplejson
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
+from adapters.broker import STREAMS
 from adapters.wire.converter import dumps, format_timestamp, loads, parse_timestamp, structure_or_reject
 from adapters.wire.event_json import decode, encode, envelope_to_wire
 from adapters.wire.http_json import REQUESTS, RESPONSES, discrepancy_to_wire, order_to_wire, product_to_wire
 from domain.errors import InvalidRequest, UndecodableEvent
 from domain.events import (
     EVENT_TYPES,
+    STREAM_ROOTS,
     Envelope,
     PriceChanged,
     ProductBatchDetailsRequested,
@@ -391,20 +393,56 @@ def details_request(event_type: str, callback: object) -> bytes:
 REQUEST_TYPES = ["product.details_requested", "product.batch_details_requested"]
 
 
+REPLY_TYPE_OF = {
+    "product.details_requested": "product.details_provided",
+    "product.batch_details_requested": "product.batch_details_provided",
+}
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize("under", ["", ".order-1", ".0f3a9c2b7d1e.x", ".réponses"])
+def test_a_request_answered_on_its_reply_type_or_under_it_decodes(event_type: str, under: str) -> None:
+    callback = REPLY_TYPE_OF[event_type] + under
+    data = decode(details_request(event_type, callback)).data
+    assert isinstance(data, ProductDetailsRequested | ProductBatchDetailsRequested)
+    assert data.callback_event == callback
+
+
 @pytest.mark.parametrize("event_type", REQUEST_TYPES)
 @pytest.mark.parametrize(
     "callback",
     [
-        "product.details_provided",
-        "product.details_provided.order-1",
-        "product.batch_details_provided.0f3a9c2b7d1e",
-        "product.réponses.ünïcode",
+        pytest.param("order.created", id="order-created"),
+        pytest.param("order.anything", id="under-order"),
+        pytest.param("deadletter.product.updated", id="under-deadletter"),
+        pytest.param("product.price_changed", id="another-product-event"),
+        pytest.param("product.created.x", id="under-another-product-event"),
+        pytest.param("product.details_requested", id="a-request-type"),
+        pytest.param("product.details_provided_x", id="a-longer-token"),
+        pytest.param("product.réponses.ünïcode", id="product-elsewhere"),
     ],
 )
-def test_a_request_answered_on_a_literal_product_subject_decodes(event_type: str, callback: str) -> None:
-    data = decode(details_request(event_type, callback)).data
-    assert isinstance(data, ProductDetailsRequested | ProductBatchDetailsRequested)
-    assert data.callback_event == callback
+def test_a_request_whose_callback_could_be_mistaken_for_another_event_is_undecodable(
+    event_type: str, callback: str
+) -> None:
+    """ORDER_EVENTS, DEAD_LETTERS and PRODUCT_EVENTS keep what lands there: a reply on
+    `order.created` or `product.price_changed` would be stored as such and dead-lettered by
+    its consumer, one on `deadletter.x` would be a dead letter with no reason."""
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request(event_type, callback))
+
+
+def test_the_roots_a_callback_may_not_use_are_those_of_the_streams() -> None:
+    assert {
+        pattern.removesuffix(".>") for patterns in STREAMS.values() for pattern in patterns
+    } == STREAM_ROOTS
+
+
+def test_a_reply_type_is_a_callback_only_for_its_own_request() -> None:
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request("product.details_requested", "product.batch_details_provided.order-1"))
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request("product.batch_details_requested", "product.details_provided"))
 
 
 @pytest.mark.parametrize("event_type", REQUEST_TYPES)
@@ -435,9 +473,10 @@ def test_a_request_whose_callback_can_never_be_published_is_undecodable(
 
 
 @pytest.mark.parametrize(
-    "callback", ["product.details_provided", "_INBOX.k3j4h5", "nowhere.reply", "order.created", "product"]
+    "callback",
+    ["product.details_provided", "_INBOX.k3j4h5", "nowhere.reply", "orders.x", "product", "deadletter"],
 )
-def test_any_literal_subject_is_a_callback(callback: str) -> None:
+def test_a_literal_subject_outside_the_streams_is_a_callback(callback: str) -> None:
     """Under product. the reply is stored; elsewhere (an asker's inbox) it is published plainly."""
     request = decode(details_request("product.details_requested", callback))
     assert isinstance(request.data, ProductDetailsRequested)
