@@ -51,7 +51,11 @@ def is_reply_subject(value: str, reply_type: str) -> bool:
     """A subject a reply of `reply_type` cannot be taken for another event on: the reply type
     itself or a subject under it (`product.details_provided.<instance>`), or one no stream keeps.
     Under `order.`, `deadletter.` or another `product.` subject a stream would store the reply as
-    an order.created, a dead letter or a price change, for its consumers to dead-letter."""
+    an order.created, a dead letter or a price change, for its consumers to dead-letter. A subject
+    starting with `$` is the server's (`$JS.API.STREAM.DELETE.<stream>`, `$SYS.`, `$KV.`): it acts
+    on a plain publish there, with the publisher's rights."""
+    if value.startswith("$"):
+        return False
     if value == reply_type or value.startswith(reply_type + "."):
         return True
     root, dot, _ = value.partition(".")
@@ -71,7 +75,8 @@ def replies_of(reply_type: str) -> Callable[[object, attrs.Attribute[str], str],
         if not is_reply_subject(value, reply_type):
             raise ValueError(
                 f"{attribute.name} must be {reply_type}, a subject under it, or a subject outside"
-                f" the event streams (none under product., order. or deadletter.), got {value[:80]!r}"
+                f" the event streams (none under product., order. or deadletter.) and not starting"
+                f" with $, got {value[:80]!r}"
             )
 
     return check_callback_subject

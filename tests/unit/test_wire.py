@@ -432,6 +432,25 @@ def test_a_request_whose_callback_could_be_mistaken_for_another_event_is_undecod
         decode(details_request(event_type, callback))
 
 
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "$JS.API.STREAM.DELETE.ORDER_EVENTS",
+        "$JS.API.STREAM.PURGE.PRODUCT_EVENTS",
+        "$SYS.REQ.SERVER.PING",
+        "$KV.a.b",
+    ],
+)
+def test_a_request_whose_callback_is_a_server_api_subject_is_undecodable(
+    event_type: str, callback: str
+) -> None:
+    """nats-server acts on a plain publish to its API subjects, reply or not: answered there, the
+    Product Service's own connection would delete or purge a stream (tried on nats-server 2.9)."""
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request(event_type, callback))
+
+
 def test_the_roots_a_callback_may_not_use_are_those_of_the_streams() -> None:
     assert {
         pattern.removesuffix(".>") for patterns in STREAMS.values() for pattern in patterns
