@@ -82,15 +82,31 @@ def replies_of(reply_type: str) -> Callable[[object, attrs.Attribute[str], str],
     return check_callback_subject
 
 
+def names_product_in(carried: str) -> Callable[[object, attrs.Attribute[str], str], None]:
+    """An attrs validator of a snapshot event's `product_id`: the id of the product in field
+    `carried`, if any. The snapshot is cached under its own id: naming another, it would be
+    stored as a product the event does not name (or answer a request for another product)."""
+
+    def check_names_its_product(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+        product = getattr(instance, carried)
+        if product is not None and product.id != value:
+            raise ValueError(
+                f"{attribute.name} must be the id of the product carried ({carried}.id),"
+                f" got {value[:80]!r} for {product.id[:80]!r}"
+            )
+
+    return check_names_its_product
+
+
 @attrs.frozen
 class ProductCreated:
-    product_id: str = attrs.field(validator=check_product_id)
+    product_id: str = attrs.field(validator=[check_product_id, names_product_in("product")])
     product: Product = attrs.field(validator=check_carried_product)
 
 
 @attrs.frozen
 class ProductUpdated:
-    product_id: str = attrs.field(validator=check_product_id)
+    product_id: str = attrs.field(validator=[check_product_id, names_product_in("product")])
     product: Product = attrs.field(validator=check_carried_product)
 
 
@@ -143,7 +159,7 @@ class ProductDetailsRequested:
 
 @attrs.frozen
 class ProductDetailsProvided:
-    product_id: str = attrs.field(validator=check_product_id)
+    product_id: str = attrs.field(validator=[check_product_id, names_product_in("product_details")])
     request_id: str
     product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 

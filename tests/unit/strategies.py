@@ -126,7 +126,14 @@ event_data: st.SearchStrategy[EventData] = st.one_of(
         timestamp=timestamps(),
     ),
     st.builds(ProductDetailsRequested, ids, ids, callback_subjects(PRODUCT_DETAILS_PROVIDED)),
-    st.builds(ProductDetailsProvided, ids, ids, st.none() | products()),
+    st.builds(
+        lambda product_id, request_id, details: ProductDetailsProvided(
+            details.id if details else product_id, request_id, details
+        ),
+        ids,
+        ids,
+        st.none() | products(),
+    ),
     st.builds(
         ProductBatchDetailsRequested,
         st.lists(ids, max_size=5).map(tuple),

@@ -34,6 +34,7 @@ from domain.events import (
     ProductDetailsProvided,
     ProductDetailsRequested,
     ProductDiscontinued,
+    ProductUpdated,
 )
 from entrypoints import consumers
 from entrypoints.consumers import EventBatchHandler, EventConsumer, EventHandler, carried_on_its_subject
@@ -410,6 +411,24 @@ async def test_a_dead_letter_is_counted_under_the_type_of_its_subject(
     assert poison.settled_as == ["term"]
     assert len(broker.on_subject(f"deadletter.{subject}")) == 1
     assert order_side.sample("events_processed_total", type=label, outcome="dead_letter") == 1
+
+
+async def test_a_snapshot_under_another_product_id_is_dead_lettered_and_not_cached(
+    order_side: OrderSide,
+) -> None:
+    broker = InMemoryBroker()
+    handlers = order_service_handlers(order_side.reactions, order_side.pending)
+    consumer = a_consumer(order_side.clock, order_side.metrics, handlers, broker=broker)
+    wire = json.loads(encode(an_envelope("e-1", ProductUpdated(CHAIR, a_product(CHAIR, version=7)))))
+    wire["data"]["productId"] = "desk-01"
+    update = FakeDelivery(PRODUCT_UPDATED, json.dumps(wire).encode())
+
+    await consumer.handle_batch([update])
+
+    assert update.settled_as == ["term"]
+    [letter] = [json.loads(m.data) for m in broker.on_subject(f"deadletter.{PRODUCT_UPDATED}")]
+    assert "data.productId must be the id of the product carried" in letter["reason"]
+    assert await order_side.cache.get_many([CHAIR, "desk-01"]) == {}
 
 
 @pytest.mark.parametrize(

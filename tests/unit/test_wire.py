@@ -333,8 +333,8 @@ PRODUCT_ID_PLACES: dict[str, tuple[str, Any]] = {
         "product.availability_changed",
         lambda p: {"productId": p, "available": True, "quantityAvailable": 1, "version": 2},
     ),
-    "created.productId": ("product.created", lambda p: {"productId": p, "product": product_wire()}),
-    "updated.product.id": ("product.updated", lambda p: {"productId": CHAIR, "product": product_wire(p)}),
+    "created.productId": ("product.created", lambda p: {"productId": p, "product": product_wire(p)}),
+    "updated.product.id": ("product.updated", lambda p: {"productId": p, "product": product_wire(p)}),
     "order_created.items": ("order.created", order_created_data),
     "details_requested": (
         "product.details_requested",
@@ -346,7 +346,7 @@ PRODUCT_ID_PLACES: dict[str, tuple[str, Any]] = {
     ),
     "details_provided.productDetails.id": (
         "product.details_provided",
-        lambda p: {"productId": CHAIR, "requestId": "r-1", "productDetails": product_wire(p)},
+        lambda p: {"productId": p, "requestId": "r-1", "productDetails": product_wire(p)},
     ),
     "batch_requested.productIds": (
         "product.batch_details_requested",
@@ -380,6 +380,31 @@ def test_an_empty_or_overlong_product_id_in_event_data_is_undecodable(place: str
     event_type, data = PRODUCT_ID_PLACES[place]
     with pytest.raises(UndecodableEvent, match="128 characters"):
         decode(wire_event(type=event_type, data=data(product_id)))
+
+
+SNAPSHOT_PLACES: dict[str, Any] = {
+    "product.created": lambda named, carried: {"productId": named, "product": carried},
+    "product.updated": lambda named, carried: {"productId": named, "product": carried},
+    "product.details_provided": lambda named, carried: {
+        "productId": named,
+        "requestId": "r-1",
+        "productDetails": carried,
+    },
+}
+
+
+@pytest.mark.parametrize("event_type", SNAPSHOT_PLACES)
+def test_a_snapshot_of_another_product_than_the_one_named_is_undecodable(event_type: str) -> None:
+    """Cached under the product's own id, it would be stored silently as a product the event
+    does not name; answering a details request, it would be another product's details."""
+    data = SNAPSHOT_PLACES[event_type]("desk-01", product_wire(CHAIR))
+    with pytest.raises(UndecodableEvent, match=r"data\.productId must be the id of the product carried"):
+        decode(wire_event(type=event_type, data=data))
+
+
+@pytest.mark.parametrize("event_type", SNAPSHOT_PLACES)
+def test_a_snapshot_of_the_product_named_decodes(event_type: str) -> None:
+    decode(wire_event(type=event_type, data=SNAPSHOT_PLACES[event_type](CHAIR, product_wire(CHAIR))))
 
 
 def details_request(event_type: str, callback: object) -> bytes:
