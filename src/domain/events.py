@@ -10,7 +10,14 @@ import attrs
 from attrs.validators import deep_iterable, optional
 
 from domain.money import normalize_money
-from domain.products import Product, check_carried_product, check_money, check_product_id, check_version
+from domain.products import (
+    Product,
+    check_carried_product,
+    check_money,
+    check_product_id,
+    check_stock,
+    check_version,
+)
 
 PRODUCT_CREATED = "product.created"
 PRODUCT_UPDATED = "product.updated"
@@ -129,7 +136,7 @@ class ProductDiscontinued:
 class AvailabilityChanged:
     product_id: str = attrs.field(validator=check_product_id)
     available: bool
-    quantity_available: int = attrs.field(validator=attrs.validators.ge(0))
+    quantity_available: int = attrs.field(validator=check_stock)
     version: int = attrs.field(validator=check_version)
 
 

@@ -26,7 +26,7 @@ from domain.events import (
     event_type_of,
 )
 from domain.orders import Order, OrderFlag, OrderItem, OrderStatus, PriceSource
-from domain.products import Product, ProductStatus
+from domain.products import MAX_STOCK, MAX_VERSION, Product, ProductStatus
 
 
 def money(min_value: str = "0.00", max_value: str = "99999.99") -> st.SearchStrategy[Decimal]:
@@ -53,8 +53,10 @@ def callback_subjects(reply_type: str) -> st.SearchStrategy[str]:
 
 
 names = st.text(min_size=1, max_size=60).filter(lambda s: s.strip() != "")
-versions = st.integers(min_value=1, max_value=2**31)
-quantities = st.integers(min_value=0, max_value=1_000_000)
+"""Product names the Product Service accepts (domain.products.is_product_name), short for speed."""
+versions = st.integers(min_value=1, max_value=MAX_VERSION)
+quantities = st.integers(min_value=0, max_value=MAX_STOCK)
+currencies = st.sampled_from(["USD", "EUR", "GBP"])
 
 
 @st.composite
@@ -71,7 +73,7 @@ def products(draw: st.DrawFn) -> Product:
         name=draw(names),
         base_price=draw(money()),
         current_price=draw(money()),
-        currency=draw(st.sampled_from(["USD", "EUR", "GBP"])),
+        currency=draw(currencies),
         status=draw(st.sampled_from(ProductStatus)),
         quantity_available=draw(quantities),
         version=draw(versions),

@@ -241,7 +241,9 @@ def test_events_that_can_never_be_handled_are_undecodable(changes: dict[str, Any
 
 def test_an_undecodable_event_says_which_rule_its_data_broke() -> None:
     bad_version = {"productId": CHAIR, "oldPrice": 10, "newPrice": 12, "basePrice": 12, "version": 0}
-    with pytest.raises(UndecodableEvent, match="version must be 1 or more, got 0"):
+    with pytest.raises(
+        UndecodableEvent, match=r"data\.version must be an integer from 1 to 9007199254740991, got 0"
+    ):
         decode(wire_event(data=bad_version))
 
 
@@ -405,6 +407,94 @@ def test_a_snapshot_of_another_product_than_the_one_named_is_undecodable(event_t
 @pytest.mark.parametrize("event_type", SNAPSHOT_PLACES)
 def test_a_snapshot_of_the_product_named_decodes(event_type: str) -> None:
     decode(wire_event(type=event_type, data=SNAPSHOT_PLACES[event_type](CHAIR, product_wire(CHAIR))))
+
+
+CARRIED_PLACES: dict[str, tuple[str, Any]] = {
+    "created": ("product.created", lambda w: {"productId": w["id"], "product": w}),
+    "updated": ("product.updated", lambda w: {"productId": w["id"], "product": w}),
+    "details_provided": (
+        "product.details_provided",
+        lambda w: {"productId": w["id"], "requestId": "r-1", "productDetails": w},
+    ),
+    "batch_provided": (
+        "product.batch_details_provided",
+        lambda w: {"productIds": [w["id"]], "requestId": "r-1", "products": [product_wire(), w]},
+    ),
+}
+LARGEST_VERSION = 2**53 - 1
+
+
+@pytest.mark.parametrize("place", CARRIED_PLACES)
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"name": "n" * 200}, id="name-of-200"),
+        pytest.param({"quantityAvailable": 1_000_000_000}, id="stock-of-a-billion"),
+        pytest.param({"version": LARGEST_VERSION}, id="version-2**53-1"),
+        pytest.param({"currency": "EUR"}, id="another-currency"),
+    ],
+)
+def test_a_carried_product_at_the_product_services_limits_decodes(place: str, fields: dict[str, Any]) -> None:
+    event_type, data = CARRIED_PLACES[place]
+    decode(wire_event(type=event_type, data=data({**product_wire(), **fields})))
+
+
+@pytest.mark.parametrize("place", CARRIED_PLACES)
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        pytest.param({"name": "n" * 201}, "name", id="name-of-201"),
+        pytest.param({"name": "n" * 100_000}, "name", id="name-of-100000"),
+        pytest.param({"name": "   "}, "name", id="blank-name"),
+        pytest.param({"name": ""}, "name", id="empty-name"),
+        pytest.param({"currency": "dollars"}, "currency", id="currency-dollars"),
+        pytest.param({"currency": "usd"}, "currency", id="currency-lower-case"),
+        pytest.param({"currency": "US"}, "currency", id="currency-of-2"),
+        pytest.param({"quantityAvailable": 1_000_000_001}, "quantityAvailable", id="stock-past-a-billion"),
+        pytest.param({"version": LARGEST_VERSION + 1}, "version", id="version-2**53"),
+        pytest.param({"version": 2**70}, "version", id="version-2**70"),
+    ],
+)
+def test_a_carried_product_the_product_service_would_refuse_is_undecodable(
+    place: str, fields: dict[str, Any], field: str
+) -> None:
+    """The Product Service's own create/PATCH rules: cached, such a snapshot would be served to
+    orders (a 100,000-character name), or, at a version past 2**53-1, never be replaced again."""
+    event_type, data = CARRIED_PLACES[place]
+    with pytest.raises(UndecodableEvent, match=field):
+        decode(wire_event(type=event_type, data=data({**product_wire(), **fields})))
+
+
+VERSIONED_EVENTS: dict[str, dict[str, Any]] = {
+    "product.price_changed": {"productId": CHAIR, "oldPrice": 10, "newPrice": 12, "basePrice": 12},
+    "product.discontinued": {"productId": CHAIR},
+    "product.availability_changed": {"productId": CHAIR, "available": True, "quantityAvailable": 1},
+}
+
+
+@pytest.mark.parametrize("event_type", VERSIONED_EVENTS)
+def test_a_partial_event_at_version_2_53_minus_1_decodes(event_type: str) -> None:
+    decode(wire_event(type=event_type, data={**VERSIONED_EVENTS[event_type], "version": LARGEST_VERSION}))
+
+
+@pytest.mark.parametrize("event_type", VERSIONED_EVENTS)
+@pytest.mark.parametrize("version", [LARGEST_VERSION + 1, 2**70])
+def test_a_partial_event_past_version_2_53_minus_1_is_undecodable(event_type: str, version: int) -> None:
+    with pytest.raises(UndecodableEvent, match=r"data\.version must be"):
+        decode(wire_event(type=event_type, data={**VERSIONED_EVENTS[event_type], "version": version}))
+
+
+def test_a_stock_change_past_the_product_services_stock_limit_is_undecodable() -> None:
+    stock = {**VERSIONED_EVENTS["product.availability_changed"], "version": 2}
+    decode(
+        wire_event(type="product.availability_changed", data={**stock, "quantityAvailable": 1_000_000_000})
+    )
+    with pytest.raises(UndecodableEvent, match=r"data\.quantityAvailable must be"):
+        decode(
+            wire_event(
+                type="product.availability_changed", data={**stock, "quantityAvailable": 1_000_000_001}
+            )
+        )
 
 
 def details_request(event_type: str, callback: object) -> bytes:
