@@ -52,7 +52,8 @@ def is_stock(value: int) -> bool:
 
 
 def is_currency_code(value: str) -> bool:
-    return len(value) == 3 and value.isascii() and value.isupper()
+    """Three capital letters A-Z (OpenAPI: `^[A-Z]{3}$`); `isupper` alone let `U5D` through."""
+    return len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
 
 
 def check_stock(_: object, attribute: attrs.Attribute[int], value: int) -> None:

@@ -450,6 +450,7 @@ def test_a_carried_product_at_the_product_services_limits_decodes(place: str, fi
         pytest.param({"currency": "dollars"}, "currency", id="currency-dollars"),
         pytest.param({"currency": "usd"}, "currency", id="currency-lower-case"),
         pytest.param({"currency": "US"}, "currency", id="currency-of-2"),
+        pytest.param({"currency": "U5D"}, "currency", id="currency-with-a-digit"),
         pytest.param({"quantityAvailable": 1_000_000_001}, "quantityAvailable", id="stock-past-a-billion"),
         pytest.param({"version": LARGEST_VERSION + 1}, "version", id="version-2**53"),
         pytest.param({"version": 2**70}, "version", id="version-2**70"),
