@@ -140,6 +140,25 @@ def test_optional_refresh_mode_is_left_out_when_unset() -> None:
     assert decode(encode(envelope)) == envelope
 
 
+def batch_request_with(**fields: Any) -> bytes:
+    data = {"productIds": [CHAIR], "requestId": "r-1", "callbackEvent": "product.batch_details_provided"}
+    return wire_event(type="product.batch_details_requested", data={**data, **fields})
+
+
+@pytest.mark.parametrize("refresh_mode", [True, False, None])
+def test_refresh_mode_is_true_false_or_null(refresh_mode: bool | None) -> None:
+    """The seed's scheduled refresh sends `refreshMode: true` (a JSON boolean)."""
+    data = decode(batch_request_with(refreshMode=refresh_mode)).data
+    assert isinstance(data, ProductBatchDetailsRequested)
+    assert data.refresh_mode is refresh_mode
+
+
+@pytest.mark.parametrize("refresh_mode", ["true", 1, 0, "yes", [], {}])
+def test_refresh_mode_of_another_type_is_undecodable(refresh_mode: object) -> None:
+    with pytest.raises(UndecodableEvent, match=r"data\.refreshMode must be true or false or null"):
+        decode(batch_request_with(refreshMode=refresh_mode))
+
+
 def test_timestamps_are_utc_with_z_to_the_millisecond() -> None:
     assert format_timestamp(START) == "2026-11-23T10:00:00Z"
     assert format_timestamp(START.replace(microsecond=123456)) == "2026-11-23T10:00:00.123Z"
