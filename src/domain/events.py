@@ -59,7 +59,7 @@ def is_reply_subject(value: str, reply_type: str) -> bool:
     itself or a subject under it (`product.details_provided.<instance>`), or one no stream keeps.
     Under `order.`, `deadletter.` or another `product.` subject a stream would store the reply as
     an order.created, a dead letter or a price change, for its consumers to dead-letter. A subject
-    starting with `$` is the server's (`$JS.API.STREAM.DELETE.<stream>`, `$SYS.`, `$KV.`): it acts
+    starting with `$` is the server's (`$JS.API.STREAM.PURGE.<stream>`, `$SYS.`, `$KV.`): it acts
     on a plain publish there, with the publisher's rights."""
     if value.startswith("$"):
         return False
