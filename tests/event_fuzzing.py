@@ -101,7 +101,14 @@ handled_data: st.SearchStrategy[EventData] = st.one_of(
     st.builds(PriceChanged, product_ids, money(), money(), money(), low_versions),
     st.builds(ProductDiscontinued, product_ids, low_versions),
     st.builds(AvailabilityChanged, product_ids, st.booleans(), quantities, low_versions),
-    st.builds(ProductDetailsProvided, product_ids, ids, st.none() | product_snapshots()),
+    st.builds(
+        lambda product_id, request_id, details: ProductDetailsProvided(
+            details.id if details else product_id, request_id, details
+        ),
+        product_ids,
+        ids,
+        st.none() | product_snapshots(),
+    ),
     st.builds(
         ProductBatchDetailsProvided,
         st.lists(product_ids, max_size=3).map(tuple),

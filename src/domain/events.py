@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -9,7 +10,14 @@ import attrs
 from attrs.validators import deep_iterable, optional
 
 from domain.money import normalize_money
-from domain.products import Product, check_carried_product, check_money, check_product_id, check_version
+from domain.products import (
+    Product,
+    check_carried_product,
+    check_money,
+    check_product_id,
+    check_stock,
+    check_version,
+)
 
 PRODUCT_CREATED = "product.created"
 PRODUCT_UPDATED = "product.updated"
@@ -25,6 +33,10 @@ PRODUCT_BATCH_DETAILS_PROVIDED = "product.batch_details_provided"
 MAX_CALLBACK_LENGTH = 256
 """Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
 (nats-server: 4 KiB) is not refused but drops the publisher's connection."""
+
+STREAM_ROOTS = frozenset({"product", "order", "deadletter"})
+"""The first tokens of the subjects the streams keep (PRODUCT_EVENTS, ORDER_EVENTS, DEAD_LETTERS:
+`<root>.>`, adapters.broker.STREAMS): whatever is published under them is stored as an event."""
 
 
 def is_callback_subject(value: str) -> bool:
@@ -42,24 +54,66 @@ def _is_literal(token: str) -> bool:
     )
 
 
-def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    """An attrs validator: a request that names no subject a reply can be kept on can never be answered."""
-    if not is_callback_subject(value):
-        raise ValueError(
-            f"{attribute.name} must be a literal subject (non-empty tokens joined by dots, no whitespace,"
-            f" * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
-        )
+def is_reply_subject(value: str, reply_type: str) -> bool:
+    """A subject a reply of `reply_type` cannot be taken for another event on: the reply type
+    itself or a subject under it (`product.details_provided.<instance>`), or one no stream keeps.
+    Under `order.`, `deadletter.` or another `product.` subject a stream would store the reply as
+    an order.created, a dead letter or a price change, for its consumers to dead-letter. A subject
+    starting with `$` is the server's (`$JS.API.STREAM.PURGE.<stream>`, `$SYS.`, `$KV.`): it acts
+    on a plain publish there, with the publisher's rights."""
+    if value.startswith("$"):
+        return False
+    if value == reply_type or value.startswith(reply_type + "."):
+        return True
+    root, dot, _ = value.partition(".")
+    return not (dot and root in STREAM_ROOTS)
+
+
+def replies_of(reply_type: str) -> Callable[[object, attrs.Attribute[str], str], None]:
+    """An attrs validator of a request's callback subject: a request with no subject its reply
+    can be published on, and told apart from other events on, can never be answered."""
+
+    def check_callback_subject(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+        if not is_callback_subject(value):
+            raise ValueError(
+                f"{attribute.name} must be a literal subject (non-empty tokens joined by dots, no"
+                f" whitespace, * or >, at most {MAX_CALLBACK_LENGTH} characters), got {value[:80]!r}"
+            )
+        if not is_reply_subject(value, reply_type):
+            raise ValueError(
+                f"{attribute.name} must be {reply_type}, a subject under it, or a subject outside"
+                f" the event streams (none under product., order. or deadletter.) and not starting"
+                f" with $, got {value[:80]!r}"
+            )
+
+    return check_callback_subject
+
+
+def names_product_in(carried: str) -> Callable[[object, attrs.Attribute[str], str], None]:
+    """An attrs validator of a snapshot event's `product_id`: the id of the product in field
+    `carried`, if any. The snapshot is cached under its own id: naming another, it would be
+    stored as a product the event does not name (or answer a request for another product)."""
+
+    def check_names_its_product(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+        product = getattr(instance, carried)
+        if product is not None and product.id != value:
+            raise ValueError(
+                f"{attribute.name} must be the id of the product carried ({carried}.id),"
+                f" got {value[:80]!r} for {product.id[:80]!r}"
+            )
+
+    return check_names_its_product
 
 
 @attrs.frozen
 class ProductCreated:
-    product_id: str = attrs.field(validator=check_product_id)
+    product_id: str = attrs.field(validator=[check_product_id, names_product_in("product")])
     product: Product = attrs.field(validator=check_carried_product)
 
 
 @attrs.frozen
 class ProductUpdated:
-    product_id: str = attrs.field(validator=check_product_id)
+    product_id: str = attrs.field(validator=[check_product_id, names_product_in("product")])
     product: Product = attrs.field(validator=check_carried_product)
 
 
@@ -82,7 +136,7 @@ class ProductDiscontinued:
 class AvailabilityChanged:
     product_id: str = attrs.field(validator=check_product_id)
     available: bool
-    quantity_available: int = attrs.field(validator=attrs.validators.ge(0))
+    quantity_available: int = attrs.field(validator=check_stock)
     version: int = attrs.field(validator=check_version)
 
 
@@ -107,12 +161,12 @@ class OrderCreated:
 class ProductDetailsRequested:
     product_id: str = attrs.field(validator=check_product_id)
     request_id: str
-    callback_event: str = attrs.field(validator=check_callback_subject)
+    callback_event: str = attrs.field(validator=replies_of(PRODUCT_DETAILS_PROVIDED))
 
 
 @attrs.frozen
 class ProductDetailsProvided:
-    product_id: str = attrs.field(validator=check_product_id)
+    product_id: str = attrs.field(validator=[check_product_id, names_product_in("product_details")])
     request_id: str
     product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
@@ -121,7 +175,7 @@ class ProductDetailsProvided:
 class ProductBatchDetailsRequested:
     product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
     request_id: str
-    callback_event: str = attrs.field(validator=check_callback_subject)
+    callback_event: str = attrs.field(validator=replies_of(PRODUCT_BATCH_DETAILS_PROVIDED))
     refresh_mode: bool | None = None
 
 

@@ -23,10 +23,43 @@ def check_money(_: object, attribute: attrs.Attribute[Decimal], value: Decimal) 
         raise ValueError(f"{attribute.name} must be a non-negative Decimal with at most 2 decimals")
 
 
+MAX_VERSION = 2**53 - 1
+"""Versions count changes from 1; past 2**53-1 a JSON reader that keeps numbers as doubles
+(the Redis scripts' cjson: the caches' and the catalog's newest-wins and commit checks) no longer
+tells one version from the next, and a version out of reach would never be replaced again."""
+
+
 def check_version(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    """An attrs validator: versions count changes from 1, so 0 or less is corrupt data."""
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be 1 or more, got {value}")
+    """An attrs validator: a version from 1 to MAX_VERSION; anything else is corrupt data."""
+    if not 1 <= value <= MAX_VERSION:
+        raise ValueError(f"{attribute.name} must be an integer from 1 to {MAX_VERSION}, got {value}")
+
+
+MAX_NAME_LENGTH = 200
+MAX_STOCK = 1_000_000_000
+A_NAME = f"a non-blank string of at most {MAX_NAME_LENGTH} characters"
+A_STOCK = f"an integer from 0 to {MAX_STOCK}"
+A_CURRENCY = "a 3-letter ISO 4217 code such as USD"
+"""The Product Service's rules for a product's fields (INTERFACE §4), in the words of a refusal."""
+
+
+def is_product_name(value: str) -> bool:
+    return bool(value.strip()) and len(value) <= MAX_NAME_LENGTH
+
+
+def is_stock(value: int) -> bool:
+    return 0 <= value <= MAX_STOCK
+
+
+def is_currency_code(value: str) -> bool:
+    """Three capital letters A-Z (OpenAPI: `^[A-Z]{3}$`); `isupper` alone let `U5D` through."""
+    return len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
+
+
+def check_stock(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    """An attrs validator: a stock the Product Service can hold (is_stock)."""
+    if not is_stock(value):
+        raise ValueError(f"{attribute.name} must be {A_STOCK}, got {value}")
 
 
 MAX_PRODUCT_ID_LENGTH = 128
@@ -45,12 +78,26 @@ def check_product_id(_: object, attribute: attrs.Attribute[str], value: str) -> 
 
 
 def check_carried_product(_: object, attribute: attrs.Attribute[Product], value: Product) -> None:
-    """An attrs validator of a product carried in event data, or of each of several: its id."""
-    if not is_product_id(value.id):
-        raise ValueError(
-            f"{attribute.name} must hold a product whose id is {_PRODUCT_ID_RULE},"
-            f" got {len(value.id)} characters"
+    """An attrs validator of a product carried in event data, or of each of several: what the
+    Product Service's create and PATCH accept (its id, name, currency and stock; the prices and
+    the version are the Product's own validators)."""
+    problems = [
+        f"whose {field} is {words}, got {got}"
+        for field, ok, words, got in (
+            ("id", is_product_id(value.id), _PRODUCT_ID_RULE, f"{len(value.id)} characters"),
+            ("name", is_product_name(value.name), A_NAME, _shown(value.name)),
+            ("currency", is_currency_code(value.currency), A_CURRENCY, _shown(value.currency)),
+            ("quantityAvailable", is_stock(value.quantity_available), A_STOCK, value.quantity_available),
         )
+        if not ok
+    ]
+    if problems:
+        raise ValueError(f"{attribute.name} must hold a product {'; and '.join(problems)}")
+
+
+def _shown(text: str) -> str:
+    """A refused text in a reason: its start, and its length when cut."""
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
 
 
 @attrs.frozen

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.products import MAX_NAME_LENGTH, MAX_STOCK, MAX_VERSION
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -36,13 +38,13 @@ TIMESTAMP = {"type": "string", "format": "date-time"}
 ID = {"type": "string", "minLength": 1, "maxLength": 128}
 NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 """Some character that is not whitespace, as Python's str.isspace (the server's test) has it."""
-NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK}
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH, "pattern": NOT_BLANK}
 PATCHABLE: dict[str, Any] = {
     "name": NAME,
     "basePrice": MONEY,
     "currentPrice": MONEY,
     "status": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "DISCONTINUED"]},
-    "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": 1000000000},
+    "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": MAX_STOCK},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -86,8 +88,8 @@ SCHEMAS: dict[str, Any] = {
             "currentPrice": MONEY,
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
             "status": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "DISCONTINUED"]},
-            "quantityAvailable": {"type": "integer", "minimum": 0},
-            "version": {"type": "integer", "minimum": 1},
+            "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": MAX_STOCK},
+            "version": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
             "updatedAt": TIMESTAMP,
         },
     },
@@ -109,7 +111,7 @@ SCHEMAS: dict[str, Any] = {
             "currentPrice": MONEY,
             "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
             "status": {"type": "string", "enum": ["ACTIVE", "INACTIVE", "DISCONTINUED"]},
-            "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": 1000000000},
+            "quantityAvailable": {"type": "integer", "minimum": 0, "maximum": MAX_STOCK},
         },
     },
     "ProductPatch": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ import nats
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.broker import PRODUCT_EVENTS
+from adapters.broker import ORDER_EVENTS, PRODUCT_EVENTS
 from adapters.nats import JetStreamBroker
 from adapters.wire.event_json import decode, encode
 from domain.events import (
@@ -341,3 +342,30 @@ async def test_a_request_naming_the_askers_own_inbox_is_answered_there(services:
     assert reply.data.request_id == "asker-1"
     assert reply.data.product_details is not None
     assert reply.data.product_details.name == "Lamp"
+
+
+@pytest.mark.parametrize(
+    "callback", ["$JS.API.STREAM.PURGE.ORDER_EVENTS", "$JS.API.STREAM.DELETE.ORDER_EVENTS", "order.created"]
+)
+async def test_a_request_naming_a_stream_or_server_subject_is_dead_lettered_not_answered(
+    services: Services, callback: str
+) -> None:
+    """Answered with a plain publish on `$JS.API.STREAM.PURGE.<stream>`, the Product Service's own
+    connection would empty that stream (nats-server acts on it, reply subject or not)."""
+    nc = await nats.connect(services.nats_url)
+    try:
+        js = nc.jetstream()
+        await js.publish("order.probe", b"kept", headers={"Nats-Msg-Id": "probe-1"})
+        letters = await nc.subscribe(f"deadletter.{PRODUCT_DETAILS_REQUESTED}")
+        await nc.flush()
+        wire = json.loads(encode(details_request("bad-callback-1", "p-1", "asker-1", "_INBOX.x")))
+        wire["data"]["callbackEvent"] = callback
+        await js.publish(
+            PRODUCT_DETAILS_REQUESTED, json.dumps(wire).encode(), headers={"Nats-Msg-Id": "bad-1"}
+        )
+        letter = json.loads((await letters.next_msg(timeout=10)).data)
+        assert "data.callbackEvent must be" in letter["reason"]
+        info = await js.stream_info(ORDER_EVENTS)
+        assert info.state.messages == 1, "ORDER_EVENTS lost or gained messages"
+    finally:
+        await nc.close()

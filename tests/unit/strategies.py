@@ -8,6 +8,8 @@ from decimal import Decimal
 from hypothesis import strategies as st
 
 from domain.events import (
+    PRODUCT_BATCH_DETAILS_PROVIDED,
+    PRODUCT_DETAILS_PROVIDED,
     AvailabilityChanged,
     Envelope,
     EventData,
@@ -24,7 +26,7 @@ from domain.events import (
     event_type_of,
 )
 from domain.orders import Order, OrderFlag, OrderItem, OrderStatus, PriceSource
-from domain.products import Product, ProductStatus
+from domain.products import MAX_STOCK, MAX_VERSION, Product, ProductStatus
 
 
 def money(min_value: str = "0.00", max_value: str = "99999.99") -> st.SearchStrategy[Decimal]:
@@ -37,14 +39,24 @@ def prices() -> st.SearchStrategy[Decimal]:
 
 
 ids = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40)
-callback_subjects = st.builds(
-    "product.{}".format,
-    st.from_regex(r"[A-Za-z0-9_-]{1,20}(\.[A-Za-z0-9_-]{1,20}){0,3}", fullmatch=True),
-)
-"""Subjects a reply can be published on: literal, under `product.` (domain.events.is_callback_subject)."""
+_subject_tails = st.from_regex(r"[A-Za-z0-9_-]{1,20}(\.[A-Za-z0-9_-]{1,20}){0,2}", fullmatch=True)
+
+
+def callback_subjects(reply_type: str) -> st.SearchStrategy[str]:
+    """Subjects a reply of `reply_type` may be asked for on (domain.events.replies_of): the reply
+    type, a subject under it, or one outside the streams (an inbox)."""
+    return st.one_of(
+        st.just(reply_type),
+        st.builds(f"{reply_type}.{{}}".format, _subject_tails),
+        st.builds("_INBOX.{}".format, _subject_tails),
+    )
+
+
 names = st.text(min_size=1, max_size=60).filter(lambda s: s.strip() != "")
-versions = st.integers(min_value=1, max_value=2**31)
-quantities = st.integers(min_value=0, max_value=1_000_000)
+"""Product names the Product Service accepts (domain.products.is_product_name), short for speed."""
+versions = st.integers(min_value=1, max_value=MAX_VERSION)
+quantities = st.integers(min_value=0, max_value=MAX_STOCK)
+currencies = st.sampled_from(["USD", "EUR", "GBP"])
 
 
 @st.composite
@@ -61,7 +73,7 @@ def products(draw: st.DrawFn) -> Product:
         name=draw(names),
         base_price=draw(money()),
         current_price=draw(money()),
-        currency=draw(st.sampled_from(["USD", "EUR", "GBP"])),
+        currency=draw(currencies),
         status=draw(st.sampled_from(ProductStatus)),
         quantity_available=draw(quantities),
         version=draw(versions),
@@ -115,13 +127,20 @@ event_data: st.SearchStrategy[EventData] = st.one_of(
         total_amount=money("0.00", "999999999.99"),
         timestamp=timestamps(),
     ),
-    st.builds(ProductDetailsRequested, ids, ids, callback_subjects),
-    st.builds(ProductDetailsProvided, ids, ids, st.none() | products()),
+    st.builds(ProductDetailsRequested, ids, ids, callback_subjects(PRODUCT_DETAILS_PROVIDED)),
+    st.builds(
+        lambda product_id, request_id, details: ProductDetailsProvided(
+            details.id if details else product_id, request_id, details
+        ),
+        ids,
+        ids,
+        st.none() | products(),
+    ),
     st.builds(
         ProductBatchDetailsRequested,
         st.lists(ids, max_size=5).map(tuple),
         ids,
-        callback_subjects,
+        callback_subjects(PRODUCT_BATCH_DETAILS_PROVIDED),
         st.none() | st.booleans(),
     ),
     st.builds(

@@ -34,6 +34,7 @@ from domain.events import (
     ProductDetailsProvided,
     ProductDetailsRequested,
     ProductDiscontinued,
+    ProductUpdated,
 )
 from entrypoints import consumers
 from entrypoints.consumers import EventBatchHandler, EventConsumer, EventHandler, carried_on_its_subject
@@ -425,7 +426,28 @@ async def test_a_dead_letter_is_counted_under_the_type_of_its_subject(
     assert order_side.sample("events_processed_total", type=label, outcome="dead_letter") == 1
 
 
-@pytest.mark.parametrize("callback", ["has space", "product.>", ""])
+async def test_a_snapshot_under_another_product_id_is_dead_lettered_and_not_cached(
+    order_side: OrderSide,
+) -> None:
+    broker = InMemoryBroker()
+    handlers = order_service_handlers(order_side.reactions, order_side.pending)
+    consumer = a_consumer(order_side.clock, order_side.metrics, handlers, broker=broker)
+    wire = json.loads(encode(an_envelope("e-1", ProductUpdated(CHAIR, a_product(CHAIR, version=7)))))
+    wire["data"]["productId"] = "desk-01"
+    update = FakeDelivery(PRODUCT_UPDATED, json.dumps(wire).encode())
+
+    await consumer.handle_batch([update])
+
+    assert update.settled_as == ["term"]
+    [letter] = [json.loads(m.data) for m in broker.on_subject(f"deadletter.{PRODUCT_UPDATED}")]
+    assert "data.productId must be the id of the product carried" in letter["reason"]
+    assert await order_side.cache.get_many([CHAIR, "desk-01"]) == {}
+
+
+@pytest.mark.parametrize(
+    "callback",
+    ["has space", "product.>", "", "order.created", "deadletter.product.updated", "product.price_changed"],
+)
 async def test_a_request_that_can_never_be_answered_is_dead_lettered_at_once(
     product_side: ProductSide, callback: str
 ) -> None:
@@ -443,7 +465,7 @@ async def test_a_request_that_can_never_be_answered_is_dead_lettered_at_once(
 
     assert request.settled_as == ["term"]
     [letter] = [json.loads(m.data) for m in broker.on_subject(f"deadletter.{PRODUCT_DETAILS_REQUESTED}")]
-    assert "data.callbackEvent must be a literal subject" in letter["reason"]
+    assert "data.callbackEvent must be " in letter["reason"]
     assert letter["attempts"] == 1
     assert product_side.publisher.published == []
     dead = metrics.registry.get_sample_value(

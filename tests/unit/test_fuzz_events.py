@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from adapters.broker import ConsumerSpec, Delivery
 from adapters.memory.broker import InMemoryBroker
 from adapters.wire.event_json import decode, encode
-from domain.events import PRODUCT_CREATED, Envelope, ProductCreated
+from domain.events import PRODUCT_BATCH_DETAILS_PROVIDED, Envelope, ProductBatchDetailsProvided
 from domain.products import Product
 from entrypoints import Settings
 from entrypoints.apps import build_order_container
@@ -212,15 +212,19 @@ def test_a_valid_event_after_a_poison_one_is_still_applied(bad: Poison, good: En
 
 
 async def test_a_huge_but_well_formed_event_is_applied() -> None:
-    """Just under the broker's max_payload (1 MiB, headers counted, as on nats-server)."""
-    product = attrs.evolve(a_product("p-" + "x" * 126), name="n" * 900_000)
-    envelope = Envelope(
-        "e-1", PRODUCT_CREATED, "product-service", "1.0", START, "c-1", ProductCreated(product.id, product)
+    """Just under the broker's max_payload (1 MiB, headers counted, as on nats-server): a batch
+    reply of products at the Product Service's limits (128-character ids, 200-character names)."""
+    products = tuple(
+        attrs.evolve(a_product(f"p-{number:04}-" + "x" * 121), name="n" * 200) for number in range(1_500)
     )
+    reply = ProductBatchDetailsProvided(tuple(p.id for p in products), "r-1", products)
+    envelope = Envelope("e-1", PRODUCT_BATCH_DETAILS_PROVIDED, "product-service", "1.0", START, "c-1", reply)
+    raw = encode(envelope)
+    assert 900_000 < len(raw) < 1_000_000
     async with Rig() as rig:
-        outcome = await rig.deliver(PRODUCT_CREATED, encode(envelope))
+        outcome = await rig.deliver(PRODUCT_BATCH_DETAILS_PROVIDED, raw)
         assert outcome.settlements == ["ack"]
-        assert (await rig.cached({product.id}))[product.id] == product
+        assert list((await rig.cached({p.id for p in products})).values()) == list(products)
 
 
 @FUZZ

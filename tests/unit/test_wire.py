@@ -12,12 +12,14 @@ import simplejson
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
+from adapters.broker import STREAMS
 from adapters.wire.converter import dumps, format_timestamp, loads, parse_timestamp, structure_or_reject
 from adapters.wire.event_json import decode, encode, envelope_to_wire
 from adapters.wire.http_json import REQUESTS, RESPONSES, discrepancy_to_wire, order_to_wire, product_to_wire
 from domain.errors import InvalidRequest, UndecodableEvent
 from domain.events import (
     EVENT_TYPES,
+    STREAM_ROOTS,
     Envelope,
     PriceChanged,
     ProductBatchDetailsRequested,
@@ -139,6 +141,25 @@ def test_optional_refresh_mode_is_left_out_when_unset() -> None:
     assert decode(encode(envelope)) == envelope
 
 
+def batch_request_with(**fields: Any) -> bytes:
+    data = {"productIds": [CHAIR], "requestId": "r-1", "callbackEvent": "product.batch_details_provided"}
+    return wire_event(type="product.batch_details_requested", data={**data, **fields})
+
+
+@pytest.mark.parametrize("refresh_mode", [True, False, None])
+def test_refresh_mode_is_true_false_or_null(refresh_mode: bool | None) -> None:
+    """The seed's scheduled refresh sends `refreshMode: true` (a JSON boolean)."""
+    data = decode(batch_request_with(refreshMode=refresh_mode)).data
+    assert isinstance(data, ProductBatchDetailsRequested)
+    assert data.refresh_mode is refresh_mode
+
+
+@pytest.mark.parametrize("refresh_mode", ["true", 1, 0, "yes", [], {}])
+def test_refresh_mode_of_another_type_is_undecodable(refresh_mode: object) -> None:
+    with pytest.raises(UndecodableEvent, match=r"data\.refreshMode must be true or false or null"):
+        decode(batch_request_with(refreshMode=refresh_mode))
+
+
 def test_timestamps_are_utc_with_z_to_the_millisecond() -> None:
     assert format_timestamp(START) == "2026-11-23T10:00:00Z"
     assert format_timestamp(START.replace(microsecond=123456)) == "2026-11-23T10:00:00.123Z"
@@ -240,7 +261,9 @@ def test_events_that_can_never_be_handled_are_undecodable(changes: dict[str, Any
 
 def test_an_undecodable_event_says_which_rule_its_data_broke() -> None:
     bad_version = {"productId": CHAIR, "oldPrice": 10, "newPrice": 12, "basePrice": 12, "version": 0}
-    with pytest.raises(UndecodableEvent, match="version must be 1 or more, got 0"):
+    with pytest.raises(
+        UndecodableEvent, match=r"data\.version must be an integer from 1 to 9007199254740991, got 0"
+    ):
         decode(wire_event(data=bad_version))
 
 
@@ -332,8 +355,8 @@ PRODUCT_ID_PLACES: dict[str, tuple[str, Any]] = {
         "product.availability_changed",
         lambda p: {"productId": p, "available": True, "quantityAvailable": 1, "version": 2},
     ),
-    "created.productId": ("product.created", lambda p: {"productId": p, "product": product_wire()}),
-    "updated.product.id": ("product.updated", lambda p: {"productId": CHAIR, "product": product_wire(p)}),
+    "created.productId": ("product.created", lambda p: {"productId": p, "product": product_wire(p)}),
+    "updated.product.id": ("product.updated", lambda p: {"productId": p, "product": product_wire(p)}),
     "order_created.items": ("order.created", order_created_data),
     "details_requested": (
         "product.details_requested",
@@ -345,7 +368,7 @@ PRODUCT_ID_PLACES: dict[str, tuple[str, Any]] = {
     ),
     "details_provided.productDetails.id": (
         "product.details_provided",
-        lambda p: {"productId": CHAIR, "requestId": "r-1", "productDetails": product_wire(p)},
+        lambda p: {"productId": p, "requestId": "r-1", "productDetails": product_wire(p)},
     ),
     "batch_requested.productIds": (
         "product.batch_details_requested",
@@ -381,6 +404,120 @@ def test_an_empty_or_overlong_product_id_in_event_data_is_undecodable(place: str
         decode(wire_event(type=event_type, data=data(product_id)))
 
 
+SNAPSHOT_PLACES: dict[str, Any] = {
+    "product.created": lambda named, carried: {"productId": named, "product": carried},
+    "product.updated": lambda named, carried: {"productId": named, "product": carried},
+    "product.details_provided": lambda named, carried: {
+        "productId": named,
+        "requestId": "r-1",
+        "productDetails": carried,
+    },
+}
+
+
+@pytest.mark.parametrize("event_type", SNAPSHOT_PLACES)
+def test_a_snapshot_of_another_product_than_the_one_named_is_undecodable(event_type: str) -> None:
+    """Cached under the product's own id, it would be stored silently as a product the event
+    does not name; answering a details request, it would be another product's details."""
+    data = SNAPSHOT_PLACES[event_type]("desk-01", product_wire(CHAIR))
+    with pytest.raises(UndecodableEvent, match=r"data\.productId must be the id of the product carried"):
+        decode(wire_event(type=event_type, data=data))
+
+
+@pytest.mark.parametrize("event_type", SNAPSHOT_PLACES)
+def test_a_snapshot_of_the_product_named_decodes(event_type: str) -> None:
+    decode(wire_event(type=event_type, data=SNAPSHOT_PLACES[event_type](CHAIR, product_wire(CHAIR))))
+
+
+CARRIED_PLACES: dict[str, tuple[str, Any]] = {
+    "created": ("product.created", lambda w: {"productId": w["id"], "product": w}),
+    "updated": ("product.updated", lambda w: {"productId": w["id"], "product": w}),
+    "details_provided": (
+        "product.details_provided",
+        lambda w: {"productId": w["id"], "requestId": "r-1", "productDetails": w},
+    ),
+    "batch_provided": (
+        "product.batch_details_provided",
+        lambda w: {"productIds": [w["id"]], "requestId": "r-1", "products": [product_wire(), w]},
+    ),
+}
+LARGEST_VERSION = 2**53 - 1
+
+
+@pytest.mark.parametrize("place", CARRIED_PLACES)
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"name": "n" * 200}, id="name-of-200"),
+        pytest.param({"quantityAvailable": 1_000_000_000}, id="stock-of-a-billion"),
+        pytest.param({"version": LARGEST_VERSION}, id="version-2**53-1"),
+        pytest.param({"currency": "EUR"}, id="another-currency"),
+    ],
+)
+def test_a_carried_product_at_the_product_services_limits_decodes(place: str, fields: dict[str, Any]) -> None:
+    event_type, data = CARRIED_PLACES[place]
+    decode(wire_event(type=event_type, data=data({**product_wire(), **fields})))
+
+
+@pytest.mark.parametrize("place", CARRIED_PLACES)
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        pytest.param({"name": "n" * 201}, "name", id="name-of-201"),
+        pytest.param({"name": "n" * 100_000}, "name", id="name-of-100000"),
+        pytest.param({"name": "   "}, "name", id="blank-name"),
+        pytest.param({"name": ""}, "name", id="empty-name"),
+        pytest.param({"currency": "dollars"}, "currency", id="currency-dollars"),
+        pytest.param({"currency": "usd"}, "currency", id="currency-lower-case"),
+        pytest.param({"currency": "US"}, "currency", id="currency-of-2"),
+        pytest.param({"currency": "U5D"}, "currency", id="currency-with-a-digit"),
+        pytest.param({"quantityAvailable": 1_000_000_001}, "quantityAvailable", id="stock-past-a-billion"),
+        pytest.param({"version": LARGEST_VERSION + 1}, "version", id="version-2**53"),
+        pytest.param({"version": 2**70}, "version", id="version-2**70"),
+    ],
+)
+def test_a_carried_product_the_product_service_would_refuse_is_undecodable(
+    place: str, fields: dict[str, Any], field: str
+) -> None:
+    """The Product Service's own create/PATCH rules: cached, such a snapshot would be served to
+    orders (a 100,000-character name), or, at a version past 2**53-1, never be replaced again."""
+    event_type, data = CARRIED_PLACES[place]
+    with pytest.raises(UndecodableEvent, match=field):
+        decode(wire_event(type=event_type, data=data({**product_wire(), **fields})))
+
+
+VERSIONED_EVENTS: dict[str, dict[str, Any]] = {
+    "product.price_changed": {"productId": CHAIR, "oldPrice": 10, "newPrice": 12, "basePrice": 12},
+    "product.discontinued": {"productId": CHAIR},
+    "product.availability_changed": {"productId": CHAIR, "available": True, "quantityAvailable": 1},
+}
+
+
+@pytest.mark.parametrize("event_type", VERSIONED_EVENTS)
+def test_a_partial_event_at_version_2_53_minus_1_decodes(event_type: str) -> None:
+    decode(wire_event(type=event_type, data={**VERSIONED_EVENTS[event_type], "version": LARGEST_VERSION}))
+
+
+@pytest.mark.parametrize("event_type", VERSIONED_EVENTS)
+@pytest.mark.parametrize("version", [LARGEST_VERSION + 1, 2**70])
+def test_a_partial_event_past_version_2_53_minus_1_is_undecodable(event_type: str, version: int) -> None:
+    with pytest.raises(UndecodableEvent, match=r"data\.version must be"):
+        decode(wire_event(type=event_type, data={**VERSIONED_EVENTS[event_type], "version": version}))
+
+
+def test_a_stock_change_past_the_product_services_stock_limit_is_undecodable() -> None:
+    stock = {**VERSIONED_EVENTS["product.availability_changed"], "version": 2}
+    decode(
+        wire_event(type="product.availability_changed", data={**stock, "quantityAvailable": 1_000_000_000})
+    )
+    with pytest.raises(UndecodableEvent, match=r"data\.quantityAvailable must be"):
+        decode(
+            wire_event(
+                type="product.availability_changed", data={**stock, "quantityAvailable": 1_000_000_001}
+            )
+        )
+
+
 def details_request(event_type: str, callback: object) -> bytes:
     if event_type == "product.details_requested":
         data = {"productId": CHAIR, "requestId": "r-1", "callbackEvent": callback}
@@ -392,20 +529,75 @@ def details_request(event_type: str, callback: object) -> bytes:
 REQUEST_TYPES = ["product.details_requested", "product.batch_details_requested"]
 
 
+REPLY_TYPE_OF = {
+    "product.details_requested": "product.details_provided",
+    "product.batch_details_requested": "product.batch_details_provided",
+}
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize("under", ["", ".order-1", ".0f3a9c2b7d1e.x", ".réponses"])
+def test_a_request_answered_on_its_reply_type_or_under_it_decodes(event_type: str, under: str) -> None:
+    callback = REPLY_TYPE_OF[event_type] + under
+    data = decode(details_request(event_type, callback)).data
+    assert isinstance(data, ProductDetailsRequested | ProductBatchDetailsRequested)
+    assert data.callback_event == callback
+
+
 @pytest.mark.parametrize("event_type", REQUEST_TYPES)
 @pytest.mark.parametrize(
     "callback",
     [
-        "product.details_provided",
-        "product.details_provided.order-1",
-        "product.batch_details_provided.0f3a9c2b7d1e",
-        "product.réponses.ünïcode",
+        pytest.param("order.created", id="order-created"),
+        pytest.param("order.anything", id="under-order"),
+        pytest.param("deadletter.product.updated", id="under-deadletter"),
+        pytest.param("product.price_changed", id="another-product-event"),
+        pytest.param("product.created.x", id="under-another-product-event"),
+        pytest.param("product.details_requested", id="a-request-type"),
+        pytest.param("product.details_provided_x", id="a-longer-token"),
+        pytest.param("product.réponses.ünïcode", id="product-elsewhere"),
     ],
 )
-def test_a_request_answered_on_a_literal_product_subject_decodes(event_type: str, callback: str) -> None:
-    data = decode(details_request(event_type, callback)).data
-    assert isinstance(data, ProductDetailsRequested | ProductBatchDetailsRequested)
-    assert data.callback_event == callback
+def test_a_request_whose_callback_could_be_mistaken_for_another_event_is_undecodable(
+    event_type: str, callback: str
+) -> None:
+    """ORDER_EVENTS, DEAD_LETTERS and PRODUCT_EVENTS keep what lands there: a reply on
+    `order.created` or `product.price_changed` would be stored as such and dead-lettered by
+    its consumer, one on `deadletter.x` would be a dead letter with no reason."""
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request(event_type, callback))
+
+
+@pytest.mark.parametrize("event_type", REQUEST_TYPES)
+@pytest.mark.parametrize(
+    "callback",
+    [
+        "$JS.API.STREAM.DELETE.ORDER_EVENTS",
+        "$JS.API.STREAM.PURGE.PRODUCT_EVENTS",
+        "$SYS.REQ.SERVER.PING",
+        "$KV.a.b",
+    ],
+)
+def test_a_request_whose_callback_is_a_server_api_subject_is_undecodable(
+    event_type: str, callback: str
+) -> None:
+    """nats-server acts on a plain publish to its API subjects, reply or not: answered there, the
+    Product Service's own connection would delete or purge a stream (tried on nats-server 2.9)."""
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request(event_type, callback))
+
+
+def test_the_roots_a_callback_may_not_use_are_those_of_the_streams() -> None:
+    assert {
+        pattern.removesuffix(".>") for patterns in STREAMS.values() for pattern in patterns
+    } == STREAM_ROOTS
+
+
+def test_a_reply_type_is_a_callback_only_for_its_own_request() -> None:
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request("product.details_requested", "product.batch_details_provided.order-1"))
+    with pytest.raises(UndecodableEvent, match=r"data\.callbackEvent must be"):
+        decode(details_request("product.batch_details_requested", "product.details_provided"))
 
 
 @pytest.mark.parametrize("event_type", REQUEST_TYPES)
@@ -436,9 +628,10 @@ def test_a_request_whose_callback_can_never_be_published_is_undecodable(
 
 
 @pytest.mark.parametrize(
-    "callback", ["product.details_provided", "_INBOX.k3j4h5", "nowhere.reply", "order.created", "product"]
+    "callback",
+    ["product.details_provided", "_INBOX.k3j4h5", "nowhere.reply", "orders.x", "product", "deadletter"],
 )
-def test_any_literal_subject_is_a_callback(callback: str) -> None:
+def test_a_literal_subject_outside_the_streams_is_a_callback(callback: str) -> None:
     """Under product. the reply is stored; elsewhere (an asker's inbox) it is published plainly."""
     request = decode(details_request("product.details_requested", callback))
     assert isinstance(request.data, ProductDetailsRequested)

@@ -9,24 +9,28 @@ import attrs
 from adapters.wire.converter import EXPECTED
 from domain.errors import InvalidRequest
 from domain.money import is_money
-from domain.products import ProductStatus
+from domain.products import (
+    A_CURRENCY,
+    A_NAME,
+    A_STOCK,
+    ProductStatus,
+    is_currency_code,
+    is_product_name,
+    is_stock,
+)
 
 MAX_ID_LENGTH = 128
 MAX_ITEMS = 100
 MAX_QUANTITY = 10_000
-MAX_NAME_LENGTH = 200
-MAX_STOCK = 1_000_000_000
 
 AN_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
 A_USER_ID = f"a non-blank string of at most {MAX_ID_LENGTH} characters"
 A_QUANTITY = f"an integer from 1 to {MAX_QUANTITY}"
 SOME_ITEMS = f"an array of 1 to {MAX_ITEMS} objects"
 SOME_IDS = f"an array of 1 to {MAX_ITEMS} ids"
-A_NAME = f"a non-blank string of at most {MAX_NAME_LENGTH} characters"
 A_PRICE = "a number from 0 below 1000000000 with at most 2 decimals"
-A_STOCK = f"an integer from 0 to {MAX_STOCK}"
-A_CURRENCY = "a 3-letter ISO 4217 code such as USD"
-"""What each field must be, in the words of the 400 that refuses it (type and limits alike)."""
+"""What each field must be, in the words of the 400 that refuses it (type and limits alike; a
+product's name, stock and currency as domain.products words them, for events too)."""
 
 
 def expects(words: str) -> dict[str, str]:
@@ -108,12 +112,12 @@ def _check_price(field: str, value: Decimal | None) -> None:
 
 
 def _check_name(value: str | None) -> None:
-    if value is not None and not (value.strip() and len(value) <= MAX_NAME_LENGTH):
+    if value is not None and not is_product_name(value):
         raise reject("name", A_NAME)
 
 
 def _check_stock(value: int | None) -> None:
-    if value is not None and not 0 <= value <= MAX_STOCK:
+    if value is not None and not is_stock(value):
         raise reject("quantityAvailable", A_STOCK)
 
 
@@ -124,7 +128,7 @@ def check_new_product(body: CreateProductRequest) -> None:
     _check_price("basePrice", body.base_price)
     _check_price("currentPrice", body.current_price)
     _check_stock(body.quantity_available)
-    if not (len(body.currency) == 3 and body.currency.isascii() and body.currency.isupper()):
+    if not is_currency_code(body.currency):
         raise reject("currency", A_CURRENCY)
 
 
