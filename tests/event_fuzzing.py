@@ -38,7 +38,7 @@ from entrypoints import Settings
 from entrypoints.apps import build_order_container
 from entrypoints.consumers import MAX_LETTER_PAYLOAD_BYTES
 from entrypoints.event_routing import order_service_handlers
-from tests.unit.strategies import ids, money, products, quantities, timestamps, versions
+from tests.unit.strategies import details_provided, ids, money, products, quantities, timestamps, versions
 
 
 def fuzz_settings(max_examples: int, *, randomise: bool) -> settings:
@@ -101,14 +101,7 @@ handled_data: st.SearchStrategy[EventData] = st.one_of(
     st.builds(PriceChanged, product_ids, money(), money(), money(), low_versions),
     st.builds(ProductDiscontinued, product_ids, low_versions),
     st.builds(AvailabilityChanged, product_ids, st.booleans(), quantities, low_versions),
-    st.builds(
-        lambda product_id, request_id, details: ProductDetailsProvided(
-            details.id if details else product_id, request_id, details
-        ),
-        product_ids,
-        ids,
-        st.none() | product_snapshots(),
-    ),
+    details_provided(product_ids, product_snapshots()),
     st.builds(
         ProductBatchDetailsProvided,
         st.lists(product_ids, max_size=3).map(tuple),

@@ -59,6 +59,20 @@ quantities = st.integers(min_value=0, max_value=MAX_STOCK)
 currencies = st.sampled_from(["USD", "EUR", "GBP"])
 
 
+def details_provided(
+    product_ids: st.SearchStrategy[str], snapshots: st.SearchStrategy[Product]
+) -> st.SearchStrategy[ProductDetailsProvided]:
+    """A reply naming the product it carries (an unknown one carries null)."""
+    return st.builds(
+        lambda product_id, request_id, details: ProductDetailsProvided(
+            details.id if details else product_id, request_id, details
+        ),
+        product_ids,
+        ids,
+        st.none() | snapshots,
+    )
+
+
 @st.composite
 def timestamps(draw: st.DrawFn) -> datetime:
     """UTC instants to the millisecond: the precision of the wire (format_timestamp)."""
@@ -128,14 +142,7 @@ event_data: st.SearchStrategy[EventData] = st.one_of(
         timestamp=timestamps(),
     ),
     st.builds(ProductDetailsRequested, ids, ids, callback_subjects(PRODUCT_DETAILS_PROVIDED)),
-    st.builds(
-        lambda product_id, request_id, details: ProductDetailsProvided(
-            details.id if details else product_id, request_id, details
-        ),
-        ids,
-        ids,
-        st.none() | products(),
-    ),
+    details_provided(ids, products()),
     st.builds(
         ProductBatchDetailsRequested,
         st.lists(ids, max_size=5).map(tuple),
