@@ -36,6 +36,16 @@ DEFAULT_DEV_TOKEN = "dev-admin-token"  # noqa: S105 - printed dev default for ma
 log = logging.getLogger(__name__)
 
 
+def _plain_int(text: str) -> int:
+    """An integer as a setting spells it: ASCII digits, no `_` (`int()` takes both)."""
+    try:
+        if "_" in text or not text.isascii():
+            raise ValueError(text)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def _refuse(prog: str, line: str) -> NoReturn:
     """A bad option, setting or address: one line on stderr naming it, exit 2 (INTERFACE §1)."""
     sys.stderr.write(f"{prog}: {line}\n")
@@ -75,7 +85,7 @@ def _parser(prog: str, embedded: bool) -> OneLineParser:
         )
     side = "ORDER_SERVICE" if prog == "order-service" else "PRODUCT_SERVICE"
     serve.add_argument("--host", help=f"listen address ({side}_HOST)")
-    serve.add_argument("--port", type=int, help=f"listen port ({side}_PORT)")
+    serve.add_argument("--port", type=_plain_int, help=f"listen port ({side}_PORT)")
     if prog == "order-service":
         serve.add_argument("--product-service-url", help="PRODUCT_SERVICE_URL")
     serve.add_argument("--redis-url", help="REDIS_URL (unset: in-memory)")

@@ -275,6 +275,8 @@ class Settings:
 def _parse(name: str, raw: str, kind: Any) -> Any:
     text = raw.strip()
     try:
+        if kind in ("int", int, "float", float, "Decimal", Decimal) and ("_" in text or not text.isascii()):
+            raise ValueError("Python's digit separators and non-ASCII digits are not a setting's spelling")
         if kind in ("int", int):
             return int(text)
         if kind in ("float", float):

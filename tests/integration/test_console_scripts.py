@@ -103,6 +103,11 @@ def test_a_host_that_does_not_resolve_exits_2_naming_the_host_setting(host: str)
             "invalid setting ORDER_SERVICE_PORT: must be a port number 0..65535, got 65536",
         ),
         (
+            ["order-service", "serve"],
+            {"ORDER_SERVICE_PORT": "8_080"},
+            "invalid setting ORDER_SERVICE_PORT: expected an integer, got '8_080'",
+        ),
+        (
             ["product-service", "serve"],
             {"NATS_STREAM_REPLICAS": "inf"},
             "invalid setting NATS_STREAM_REPLICAS: expected an integer, got 'inf'",
@@ -115,6 +120,14 @@ def test_a_setting_that_is_not_finite_or_out_of_range_exits_2_with_one_line_nami
     done = run(command, **settings)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [f"{command[0]}: {line}"]
+
+
+def test_a_port_flag_in_python_only_spelling_exits_2_with_one_line() -> None:
+    done = run(["product-service", "serve", "--port", "8_081"])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "product-service serve: error: argument --port: expected an integer, got '8_081' (see --help)"
+    ]
 
 
 def served_until_ready(command: list[str], port: int, **settings: str) -> tuple[int, list[dict[str, Any]]]:

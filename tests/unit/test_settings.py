@@ -92,6 +92,20 @@ def test_nan_and_infinity_are_refused_from_the_environment_naming_the_setting(na
     _refused(name, {name: value})
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ORDER_SERVICE_PORT", "8_080"),
+        ("ORDER_SERVICE_PORT", "\u0668\u0660\u0668\u0660"),  # Arabic-Indic 8080, which int() reads
+        ("BREAKER_RESET_TIMEOUT_S", "3_0"),
+        ("BREAKER_RESET_TIMEOUT_S", "\uff13\uff10"),  # fullwidth 30
+        ("PRICE_DISCREPANCY_PCT", "1_0"),
+    ],
+)
+def test_a_number_in_python_only_spelling_is_refused_from_the_environment(name: str, value: str) -> None:
+    _refused(name, {name: value})
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_nan_and_infinity_are_refused_by_keyword_naming_the_setting(value: float) -> None:
     _refused("BREAKER_RESET_TIMEOUT_S", breaker_reset_timeout_s=value)
