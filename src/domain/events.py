@@ -190,9 +190,21 @@ class ProductDetailsProvided:
     product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
 
+MAX_BATCH_IDS = 1000
+"""The most product ids a batch details request (and its reply) names: the largest
+REFRESH_BATCH_SIZE. Unbounded, a request of 100,000 ids was read and answered in full."""
+
+
+def check_batch_ids(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
+    if len(value) > MAX_BATCH_IDS:
+        raise ValueError(f"{attribute.name} must hold at most {MAX_BATCH_IDS} ids, got {len(value)}")
+
+
 @attrs.frozen
 class ProductBatchDetailsRequested:
-    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
+    product_ids: tuple[str, ...] = attrs.field(
+        validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
+    )
     request_id: str
     callback_event: str = attrs.field(validator=replies_of(PRODUCT_BATCH_DETAILS_PROVIDED))
     refresh_mode: bool | None = None
@@ -200,7 +212,9 @@ class ProductBatchDetailsRequested:
 
 @attrs.frozen
 class ProductBatchDetailsProvided:
-    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
+    product_ids: tuple[str, ...] = attrs.field(
+        validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
+    )
     request_id: str
     products: tuple[Product, ...] = attrs.field(
         validator=deep_iterable(member_validator=check_carried_product)

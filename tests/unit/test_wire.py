@@ -732,3 +732,17 @@ def test_an_order_created_past_an_orders_limits_is_undecodable(change: dict[str,
     12,000 unknown products gave the Product Service 12,000 warning lines."""
     with pytest.raises(UndecodableEvent, match=field):
         decode(wire_event(type="order.created", data={**order_created_data(CHAIR), **change}))
+
+
+@pytest.mark.parametrize("event_type", ["product.batch_details_requested", "product.batch_details_provided"])
+def test_a_batch_of_more_than_1000_ids_is_undecodable(event_type: str) -> None:
+    """Before: a request of 100,000 ids (989 KB) was read and answered in full (889 KB)."""
+    base: dict[str, Any] = {"requestId": "r-1"}
+    base |= (
+        {"callbackEvent": event_type.replace("requested", "provided")}
+        if "requested" in event_type
+        else {"products": []}
+    )
+    decode(wire_event(type=event_type, data={**base, "productIds": [f"p{i}" for i in range(1000)]}))
+    with pytest.raises(UndecodableEvent, match=r"data\.productIds must hold at most 1000 ids"):
+        decode(wire_event(type=event_type, data={**base, "productIds": [f"p{i}" for i in range(1001)]}))
