@@ -38,7 +38,9 @@ class ListOrders:
                 selections.append(set(await self.orders.ids_holding(product_id)))
             if flag is not None:
                 selections.append(set(await self.orders.ids_flagged(flag)))
-            ids = sorted(set.intersection(*selections))
+            # only the orders listed are read: a product held by many orders (or a flag on
+            # many) cost one read per order, whatever the limit (3,000 orders: 1 s a request)
+            ids = await self.orders.newest_of(sorted(set.intersection(*selections)), limit)
         found = await asyncio.gather(*(self.orders.get(order_id) for order_id in ids))
         listed = sorted((o for o in found if o is not None), key=lambda o: (o.created_at, o.id))
         return listed[-limit:] if limit else listed

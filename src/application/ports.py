@@ -148,6 +148,12 @@ class OrderStore(Protocol):
 
     async def recent_ids(self, limit: int) -> list[str]: ...
 
+    async def newest_of(self, order_ids: Sequence[str], limit: int) -> list[str]:
+        """The newest `limit` of `order_ids` (by creation time, then id), oldest of them first
+        (all of them for 0, as `recent_ids`); ids of no stored order are left out. Read from the
+        time index, so a listing reads only the orders it returns."""
+        ...
+
     async def add_flag(self, order_id: str, flag: OrderFlag) -> bool:
         """Flag an order; True when the flag is new."""
         ...

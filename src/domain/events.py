@@ -140,19 +140,38 @@ class AvailabilityChanged:
     version: int = attrs.field(validator=check_version)
 
 
+MAX_ORDER_ITEMS = 100
+MAX_ORDER_QUANTITY = 10_000
+"""An order's limits (INTERFACE §4: `items` 1..100 entries, `quantity` 1..10000), which an
+`order.created` keeps too: the Order Service never publishes a larger one, and 12,000 items of
+unknown products in one 889 KB event gave the Product Service 12,000 warning lines."""
+
+
+def check_order_quantity(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 1 <= value <= MAX_ORDER_QUANTITY:
+        raise ValueError(f"{attribute.name} must be an integer from 1 to {MAX_ORDER_QUANTITY}, got {value}")
+
+
+def check_order_items(
+    _: object, attribute: attrs.Attribute[tuple[object, ...]], value: tuple[object, ...]
+) -> None:
+    if not 1 <= len(value) <= MAX_ORDER_ITEMS:
+        raise ValueError(f"{attribute.name} must hold 1 to {MAX_ORDER_ITEMS} items, got {len(value)}")
+
+
 @attrs.frozen
 class OrderCreatedItem:
     product_id: str = attrs.field(validator=check_product_id)
-    variant_id: str | None
-    quantity: int = attrs.field(validator=attrs.validators.ge(1))
+    variant_id: str | None = attrs.field(validator=optional(check_product_id))
+    quantity: int = attrs.field(validator=check_order_quantity)
     unit_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
 
 
 @attrs.frozen
 class OrderCreated:
-    order_id: str
-    user_id: str
-    items: tuple[OrderCreatedItem, ...]
+    order_id: str = attrs.field(validator=check_product_id)  # an id: non-empty, at most 128 characters
+    user_id: str = attrs.field(validator=check_product_id)
+    items: tuple[OrderCreatedItem, ...] = attrs.field(validator=check_order_items)
     total_amount: Decimal
     timestamp: datetime
 
@@ -171,9 +190,21 @@ class ProductDetailsProvided:
     product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
 
+MAX_BATCH_IDS = 1000
+"""The most product ids a batch details request (and its reply) names: the largest
+REFRESH_BATCH_SIZE. Unbounded, a request of 100,000 ids was read and answered in full."""
+
+
+def check_batch_ids(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
+    if len(value) > MAX_BATCH_IDS:
+        raise ValueError(f"{attribute.name} must hold at most {MAX_BATCH_IDS} ids, got {len(value)}")
+
+
 @attrs.frozen
 class ProductBatchDetailsRequested:
-    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
+    product_ids: tuple[str, ...] = attrs.field(
+        validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
+    )
     request_id: str
     callback_event: str = attrs.field(validator=replies_of(PRODUCT_BATCH_DETAILS_PROVIDED))
     refresh_mode: bool | None = None
@@ -181,7 +212,9 @@ class ProductBatchDetailsRequested:
 
 @attrs.frozen
 class ProductBatchDetailsProvided:
-    product_ids: tuple[str, ...] = attrs.field(validator=deep_iterable(member_validator=check_product_id))
+    product_ids: tuple[str, ...] = attrs.field(
+        validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
+    )
     request_id: str
     products: tuple[Product, ...] = attrs.field(
         validator=deep_iterable(member_validator=check_carried_product)

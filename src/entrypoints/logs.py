@@ -39,12 +39,27 @@ def _correlation_id(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def _escape(text: str) -> str:
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _one_line_event(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The console format prints the message as it is, where the values beside it are quoted: a
+    newline or another control character in an id it names (a request path, a product id in an
+    event) would start a line of the sender's making. Escaped, as in a JSON line."""
+    message = event.get("event")
+    if isinstance(message, str) and not message.isprintable():
+        event["event"] = _escape(message)
+    return event
+
+
 def configure_logging(level: str, fmt: str, service: str, instance: str) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    escaping: list[Any] = [] if fmt == "json" else [_one_line_event]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,
@@ -61,6 +76,7 @@ def configure_logging(level: str, fmt: str, service: str, instance: str) -> None
             },
             _correlation_id,
             structlog.processors.format_exc_info,
+            *escaping,
             renderer,
         ],
     )

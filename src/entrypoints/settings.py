@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import attrs
 from croniter import croniter
 
+from domain.events import MAX_BATCH_IDS
+
 
 class SettingsError(ValueError):
     """A bad setting; the message names it."""
@@ -222,7 +224,9 @@ class Settings:
     )
     refresh_cron: str = attrs.field(default="0 */2 * * *", validator=_cron)
     # a batch's reply of 1000 products stays well within NATS's default max_payload (1 MiB)
-    refresh_batch_size: int = attrs.field(default=50, validator=_between("REFRESH_BATCH_SIZE", 1, 1000))
+    refresh_batch_size: int = attrs.field(
+        default=50, validator=_between("REFRESH_BATCH_SIZE", 1, MAX_BATCH_IDS)
+    )
     refresh_batch_delay_ms: int = attrs.field(
         default=1000, validator=_between("REFRESH_BATCH_DELAY_MS", 0, MINUTES_10_MS)
     )

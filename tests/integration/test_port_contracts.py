@@ -706,3 +706,15 @@ async def test_a_change_planned_on_a_conflicting_one_conflicts_though_its_versio
 
     assert results == [CommitResult.CONFLICT, CommitResult.CONFLICT]
     assert await store.get("chair") == patched
+
+
+async def test_newest_of_ranks_the_ids_given_by_creation_time(backend: Backend) -> None:
+    orders, _ = backend.order_store()
+    later = START + timedelta(microseconds=1)
+    for order_id, created_at in [("o-c", later), ("o-b", START), ("o-a", START), ("o-d", START)]:
+        await orders.add(an_order(order_id, created_at=created_at), [], None)
+
+    assert await orders.newest_of(["o-c", "o-a", "o-d", "o-b"], 2) == ["o-d", "o-c"]
+    assert await orders.newest_of(["o-a", "unknown", "o-c", "o-a"], 10) == ["o-a", "o-c"]
+    assert await orders.newest_of(["o-b", "o-a"], 0) == ["o-a", "o-b"]
+    assert await orders.newest_of([], 5) == []

@@ -105,3 +105,24 @@ async def test_a_correlation_id_follows_the_order_into_the_product_service(
         assert ("product-service", "/api/v1/products/batch", correlation_id) in requests
     created = [(line["correlationId"], line["orderId"]) for line in lines if line["event"] == "order created"]
     assert created[0] == ("corr-1", given_id), "the request's correlation id, not the order id"
+
+
+def test_a_newline_in_a_logged_id_does_not_start_a_line_in_the_console_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "console", "order-service", "unit")
+        forged = "x\n2026-11-30T00:00:00Z [error    ] FORGED"
+        logging.getLogger("unit").warning("order %s holds unknown product %s", "o-1", forged)
+        logging.getLogger("unit").error("boom\tand\x1b[31mred", exc_info=ValueError("why"))
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+
+    assert not [line for line in lines if "FORGED" in line and "holds unknown product" not in line]
+    assert any("holds unknown product x\\n2026" in line for line in lines)
+    assert any("boom\\tand\\x1b[31mred" in line for line in lines)
+    assert any("ValueError" in line for line in lines), "the traceback is still printed"

@@ -9,7 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, StreamReader, web
+from aiohttp.test_utils import make_mocked_request
+
+from entrypoints.http.parsing import read_body
+from entrypoints.http.schemas import CreateOrderRequest
 
 from .error_bodies import check_invalid_request
 from .running import ADMIN_TOKEN, JSON, Running, json_of, start, stop
@@ -335,3 +339,27 @@ async def test_a_patch_status_names_its_values(running: Running) -> None:
     assert response.status == 400
     check_invalid_request(body["error"])
     assert body["error"]["message"] == "status must be one of ACTIVE, INACTIVE, DISCONTINUED, or null"
+
+
+class _Protocol:
+    """What aiohttp's StreamReader asks of its connection: nothing here ever pauses."""
+
+    _reading_paused = False
+    connected = True
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def test_a_body_that_never_finishes_arriving_is_408() -> None:
+    """Before: aiohttp waited for the rest of the body for as long as the client liked (a
+    connection sending nothing after `{` was still open 150 s later)."""
+    payload = StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())
+    payload.feed_data(b'{"userId": "u-1", ')  # and never the rest, nor the end
+    request = make_mocked_request(
+        "POST", "/api/v1/orders", headers={"Content-Length": "1000"}, payload=payload
+    )
+
+    with pytest.raises(web.HTTPRequestTimeout):
+        await read_body(request, CreateOrderRequest, timeout_s=0.05)

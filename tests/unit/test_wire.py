@@ -695,3 +695,54 @@ def test_an_undecodable_event_says_whether_its_bytes_are_not_utf8_or_not_json(
     with pytest.raises(UndecodableEvent) as caught:
         decode(raw)
     assert caught.value.message.startswith(reason), caught.value.message
+
+
+def test_an_order_created_at_an_orders_limits_decodes() -> None:
+    item = {"productId": CHAIR, "variantId": "v" * 128, "quantity": 10_000, "unitPrice": 10}
+    data = {**order_created_data(CHAIR), "orderId": "o" * 128, "userId": "u" * 128, "items": [item] * 100}
+    decode(wire_event(type="order.created", data=data))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"items": []}, r"data\.items", id="no-items"),
+        pytest.param(
+            {"items": [{"productId": "x", "variantId": None, "quantity": 1, "unitPrice": 1}] * 101},
+            r"data\.items",
+            id="101-items",
+        ),
+        pytest.param({"orderId": ""}, r"data\.orderId", id="empty-order-id"),
+        pytest.param({"orderId": "o" * 100_000}, r"data\.orderId", id="order-id-of-100000"),
+        pytest.param({"userId": "u" * 129}, r"data\.userId", id="user-id-of-129"),
+        pytest.param(
+            {"items": [{"productId": "x", "variantId": None, "quantity": 10_001, "unitPrice": 1}]},
+            "quantity",
+            id="quantity-10001",
+        ),
+        pytest.param(
+            {"items": [{"productId": "x", "variantId": "", "quantity": 1, "unitPrice": 1}]},
+            "variantId",
+            id="empty-variant",
+        ),
+    ],
+)
+def test_an_order_created_past_an_orders_limits_is_undecodable(change: dict[str, Any], field: str) -> None:
+    """Before: any number of items, any quantity, ids of any length: one 889 KB order.created of
+    12,000 unknown products gave the Product Service 12,000 warning lines."""
+    with pytest.raises(UndecodableEvent, match=field):
+        decode(wire_event(type="order.created", data={**order_created_data(CHAIR), **change}))
+
+
+@pytest.mark.parametrize("event_type", ["product.batch_details_requested", "product.batch_details_provided"])
+def test_a_batch_of_more_than_1000_ids_is_undecodable(event_type: str) -> None:
+    """Before: a request of 100,000 ids (989 KB) was read and answered in full (889 KB)."""
+    base: dict[str, Any] = {"requestId": "r-1"}
+    base |= (
+        {"callbackEvent": event_type.replace("requested", "provided")}
+        if "requested" in event_type
+        else {"products": []}
+    )
+    decode(wire_event(type=event_type, data={**base, "productIds": [f"p{i}" for i in range(1000)]}))
+    with pytest.raises(UndecodableEvent, match=r"data\.productIds must hold at most 1000 ids"):
+        decode(wire_event(type=event_type, data={**base, "productIds": [f"p{i}" for i in range(1001)]}))

@@ -58,6 +58,14 @@ class InMemoryOrderStore:
         newest = sorted(self._orders.values(), key=lambda o: (o.created_at, o.id))
         return [o.id for o in newest[-limit:]]
 
+    async def newest_of(self, order_ids: Sequence[str], limit: int) -> list[str]:
+        self.outbox.outage.check()
+        known = sorted(
+            (self._orders[order_id] for order_id in set(order_ids) if order_id in self._orders),
+            key=lambda o: (o.created_at, o.id),
+        )
+        return [o.id for o in known[-limit:]]
+
     async def add_flag(self, order_id: str, flag: OrderFlag) -> bool:
         self.outbox.outage.check()
         order = self._orders.get(order_id)

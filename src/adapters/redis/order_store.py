@@ -174,6 +174,17 @@ class RedisOrderStore:
             ids = await self.client.batched.execute("ZRANGE", self.keys.orders_by_time, -limit, -1)
         return texts(cast("list[str]", ids))
 
+    async def newest_of(self, order_ids: Sequence[str], limit: int) -> list[str]:
+        ids = list(dict.fromkeys(order_ids))
+        if not ids:
+            return []
+        with translated(StoreUnavailable, self._unavailable):
+            scores = await self.client.batched.execute("ZMSCORE", self.keys.orders_by_time, *ids)
+        known = sorted(
+            (float(score), order_id) for order_id, score in zip(ids, scores, strict=True) if score is not None
+        )
+        return [order_id for _, order_id in known[-limit:]]
+
     async def add_flag(self, order_id: str, flag: OrderFlag) -> bool:
         keys = [
             self.keys.order(order_id),

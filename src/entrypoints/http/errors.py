@@ -51,6 +51,7 @@ HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -94,6 +95,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         message = {
             404: "No such route",
             405: f"Method {request.method} is not allowed here",
+            408: "The request body did not arrive in time",
             413: "The request body is larger than 1 MiB",
         }.get(http_error.status, http_error.reason)
         allow = http_error.headers.get("Allow")  # a 405 must say what is allowed (RFC 9110)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -13,11 +14,18 @@ from domain.errors import InvalidRequest
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_READ_TIMEOUT_S = 30.0
+"""A body still arriving after this is refused (408): aiohttp waits for a body as long as the
+client likes, so a client sending one byte now and then held a handler and its connection for
+good (checked: still open after 150 s)."""
 
 
-async def read_body(request: web.Request, cls: type[T]) -> T:
+async def read_body(request: web.Request, cls: type[T], *, timeout_s: float = BODY_READ_TIMEOUT_S) -> T:
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(headers={"Connection": "close"}) from None
     except web.RequestPayloadError as error:
         # e.g. `Content-Encoding: gzip` on bytes that are not gzip
         raise InvalidRequest.of_field(

@@ -8,6 +8,7 @@ import attrs
 
 from adapters.wire.converter import EXPECTED
 from domain.errors import InvalidRequest
+from domain.events import MAX_ORDER_ITEMS, MAX_ORDER_QUANTITY
 from domain.money import is_money
 from domain.products import (
     A_CURRENCY,
@@ -20,8 +21,8 @@ from domain.products import (
 )
 
 MAX_ID_LENGTH = 128
-MAX_ITEMS = 100
-MAX_QUANTITY = 10_000
+MAX_ITEMS = MAX_ORDER_ITEMS
+MAX_QUANTITY = MAX_ORDER_QUANTITY
 
 AN_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
 A_USER_ID = f"a non-blank string of at most {MAX_ID_LENGTH} characters"
