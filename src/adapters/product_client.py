@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from yarl import URL
 
 from adapters.correlation import CORRELATION_ID
 from adapters.correlation import HEADER as CORRELATION_HEADER
@@ -76,6 +77,15 @@ def outcome_of(status: int) -> str:
 MAX_BATCH_CALLS_IN_FLIGHT = 2
 """Batch calls out at once; lookups arriving while that many are out gather into the next one.
 A call waiting out a backoff is not out: lookups neither join it nor wait for it."""
+
+
+def _product_path(product_id: str) -> URL:
+    """`api/v1/products/<id>` with the id one encoded path segment, whatever it holds: `.` and
+    `..` as `%2E` (left plain, a URL resolves them away: `..` would ask for `api/v1/`)."""
+    segment = quote(product_id, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return URL(f"api/v1/products/{segment}", encoded=True)
 
 
 @attrs.define(eq=False)
@@ -175,9 +185,7 @@ class HttpProductClient:
         return state
 
     async def get_product(self, product_id: str) -> Product | None:
-        status, body = await self._call(
-            "get_product", "GET", f"api/v1/products/{quote(product_id, safe='')}", None
-        )
+        status, body = await self._call("get_product", "GET", _product_path(product_id), None)
         if status == 404:
             return None
         product: Product = self._parse(body, Product)
@@ -276,7 +284,7 @@ class HttpProductClient:
         self,
         operation: str,
         method: str,
-        path: str,
+        path: str | URL,
         payload: Any,
         backing_off: Callable[[], None] = lambda: None,
     ) -> tuple[int, bytes]:
@@ -322,7 +330,7 @@ class HttpProductClient:
         return float(backoff(state))
 
     async def _through_breaker(
-        self, operation: str, method: str, path: str, payload: Any
+        self, operation: str, method: str, path: str | URL, payload: Any
     ) -> tuple[int, bytes]:
         breaker = await self._breakers.get_breaker(BREAKER_NAME)
         probing = await self.breaker_state() == "half-opened"
@@ -334,7 +342,7 @@ class HttpProductClient:
         async with breaker:
             return await self._send(operation, method, path, payload)
 
-    async def _send(self, operation: str, method: str, path: str, payload: Any) -> tuple[int, bytes]:
+    async def _send(self, operation: str, method: str, path: str | URL, payload: Any) -> tuple[int, bytes]:
         if self._session is None:
             raise UpstreamFailure("the HTTP client is not started")
         started = time.perf_counter()

@@ -33,9 +33,12 @@ class StubProductService:
     default: Reply = (200, None)
     arrivals: list[float] = attrs.field(factory=list)
     bodies: list[Any] = attrs.field(factory=list)
+    paths: list[str] = attrs.field(factory=list)
+    """Each call's path as the server's router decoded it."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.arrivals.append(time.perf_counter())
+        self.paths.append(request.match_info["tail"])
         if request.can_read_body:
             self.bodies.append(await request.json())
         reply = self.script.pop(0) if self.script else self.default
@@ -98,6 +101,15 @@ def wire(*products: Any) -> Any:
 async def test_a_product_is_read(rig: Rig, started: HttpProductClient) -> None:
     rig.stub.default = (200, product_to_wire(a_product()))
     assert await started.get_product(CHAIR) == a_product()
+
+
+@pytest.mark.parametrize("product_id", [".", "..", "a/b", "a b", "%2E", "?x=1", "#frag", "caf\u00e9"])
+async def test_any_product_id_reaches_the_product_service_as_one_path_segment(
+    rig: Rig, started: HttpProductClient, product_id: str
+) -> None:
+    rig.stub.default = (404, {"error": {"code": "product_not_found", "message": "m", "details": None}})
+    assert await started.get_product(product_id) is None
+    assert rig.stub.paths == [f"api/v1/products/{product_id}"]
 
 
 async def test_404_is_no_product_and_not_retried(rig: Rig, started: HttpProductClient) -> None:
