@@ -34,6 +34,20 @@ MAX_CALLBACK_LENGTH = 256
 """Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
 (nats-server: 4 KiB) is not refused but drops the publisher's connection."""
 
+MAX_EVENT_ID_LENGTH = 128
+"""An envelope's `id`, a request's `requestId` (uuids on our side): each becomes part of a Redis key
+(`processed:<id>`), a log line and a reply, so one of any size must not."""
+MAX_CORRELATION_ID_LENGTH = 256
+
+
+def check_event_id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not 0 < len(value) <= MAX_EVENT_ID_LENGTH:
+        raise ValueError(
+            f"{attribute.name} must be a non-empty string of at most {MAX_EVENT_ID_LENGTH} characters,"
+            f" got {len(value)} characters"
+        )
+
+
 STREAM_ROOTS = frozenset({"product", "order", "deadletter"})
 """The first tokens of the subjects the streams keep (PRODUCT_EVENTS, ORDER_EVENTS, DEAD_LETTERS:
 `<root>.>`, adapters.broker.STREAMS): whatever is published under them is stored as an event."""
@@ -179,14 +193,14 @@ class OrderCreated:
 @attrs.frozen
 class ProductDetailsRequested:
     product_id: str = attrs.field(validator=check_product_id)
-    request_id: str
+    request_id: str = attrs.field(validator=check_event_id)
     callback_event: str = attrs.field(validator=replies_of(PRODUCT_DETAILS_PROVIDED))
 
 
 @attrs.frozen
 class ProductDetailsProvided:
     product_id: str = attrs.field(validator=[check_product_id, names_product_in("product_details")])
-    request_id: str
+    request_id: str = attrs.field(validator=check_event_id)
     product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
 
@@ -205,7 +219,7 @@ class ProductBatchDetailsRequested:
     product_ids: tuple[str, ...] = attrs.field(
         validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
     )
-    request_id: str
+    request_id: str = attrs.field(validator=check_event_id)
     callback_event: str = attrs.field(validator=replies_of(PRODUCT_BATCH_DETAILS_PROVIDED))
     refresh_mode: bool | None = None
 
@@ -215,7 +229,7 @@ class ProductBatchDetailsProvided:
     product_ids: tuple[str, ...] = attrs.field(
         validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
     )
-    request_id: str
+    request_id: str = attrs.field(validator=check_event_id)
     products: tuple[Product, ...] = attrs.field(
         validator=deep_iterable(member_validator=check_carried_product)
     )

@@ -746,3 +746,33 @@ def test_a_batch_of_more_than_1000_ids_is_undecodable(event_type: str) -> None:
     decode(wire_event(type=event_type, data={**base, "productIds": [f"p{i}" for i in range(1000)]}))
     with pytest.raises(UndecodableEvent, match=r"data\.productIds must hold at most 1000 ids"):
         decode(wire_event(type=event_type, data={**base, "productIds": [f"p{i}" for i in range(1001)]}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"id": "e" * 129}, "id"),
+        ({"correlationId": "c" * 257}, "correlationId"),
+        (
+            {
+                "type": "product.details_requested",
+                "data": {
+                    "productId": CHAIR,
+                    "requestId": "r" * 129,
+                    "callbackEvent": "product.details_provided",
+                },
+            },
+            "data.requestId",
+        ),
+    ],
+)
+def test_an_event_id_request_id_or_correlation_id_of_any_size_is_undecodable(
+    changes: dict[str, Any], field: str
+) -> None:
+    """Each becomes part of a Redis key, a log line or a reply: an event of 1 MiB ids must not."""
+    with pytest.raises(UndecodableEvent, match=field.replace(".", r"\.")):
+        decode(wire_event(**changes))
+
+
+def test_ids_at_their_limits_decode() -> None:
+    decode(wire_event(id="e" * 128, correlationId="c" * 256))

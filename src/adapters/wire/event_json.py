@@ -10,7 +10,7 @@ from adapters.wire.converter import dumps as dump_json
 from adapters.wire.converter import loads, make_converter, parse_timestamp, structure_or_reject
 from application.envelopes import DATA_VERSION
 from domain.errors import InvalidRequest, UndecodableEvent
-from domain.events import EVENT_TYPES, Envelope
+from domain.events import EVENT_TYPES, MAX_CORRELATION_ID_LENGTH, MAX_EVENT_ID_LENGTH, Envelope
 from domain.products import Product
 
 EVENTS = make_converter(forbid_extra_keys=False)
@@ -98,6 +98,12 @@ def envelope_from_wire(wire: object) -> Envelope:
     for key in ("id", "type", "source", "dataVersion", "correlationId"):
         if not isinstance(wire[key], str) or not wire[key]:
             raise UndecodableEvent(f"envelope field {key} must be a non-empty string")
+    # each becomes part of a Redis key (processed:<id>), a log line and a reply
+    for key, most in (("id", MAX_EVENT_ID_LENGTH), ("correlationId", MAX_CORRELATION_ID_LENGTH)):
+        if len(wire[key]) > most:
+            raise UndecodableEvent(
+                f"envelope field {key} must be at most {most} characters, got {len(wire[key])}"
+            )
     if wire["dataVersion"] != DATA_VERSION:
         raise UndecodableEvent(f"unknown dataVersion {wire['dataVersion']!r}")
     data_type = EVENT_TYPES.get(wire["type"])
