@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import signal
@@ -264,6 +265,13 @@ Stop with Ctrl-C.
 """
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _embedded_settings(prog: str, settings: Settings) -> Settings:
     """The embedded mode's own: in memory whatever REDIS_URL / NATS_URL say (INTERFACE §1; its
     demo catalog must not land in a real store), two distinct ports, the dev token by default."""
@@ -280,9 +288,15 @@ def _embedded_settings(prog: str, settings: Settings) -> Settings:
         )
     if settings.product_service_port == 0 and not settings.product_service_url:
         _refuse(prog, "PRODUCT_SERVICE_PORT=0: embedded mode needs a fixed port to call its Product Service")
-    return attrs.evolve(
-        settings, redis_url=None, nats_url=None, admin_token=settings.admin_token or DEFAULT_DEV_TOKEN
-    )
+    token = settings.admin_token or DEFAULT_DEV_TOKEN
+    exposed = [h for h in (settings.order_service_host, settings.product_service_host) if not _is_loopback(h)]
+    if token == DEFAULT_DEV_TOKEN and exposed:
+        log.warning(
+            "embedded mode listens on %s with the documented dev ADMIN_TOKEN: whoever reaches it may"
+            " use /admin; set ADMIN_TOKEN to a secret of your own",
+            " and ".join(dict.fromkeys(exposed)),
+        )
+    return attrs.evolve(settings, redis_url=None, nats_url=None, admin_token=token)
 
 
 def order_service_main(argv: Sequence[str] | None = None) -> None:

@@ -190,6 +190,32 @@ def test_the_embedded_mode_runs_in_memory_whatever_redis_url_and_nats_url_say() 
     ]
 
 
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), (LOOPBACK, False)])
+def test_the_embedded_mode_warns_when_it_listens_beyond_loopback_with_the_dev_token(
+    host: str, warned: bool
+) -> None:
+    order_port, product_port = free_port(), free_port()
+
+    _, lines = served_until_ready(
+        ["order-service", "serve", "--embedded"],
+        order_port,
+        ORDER_SERVICE_HOST=host,
+        ORDER_SERVICE_PORT=str(order_port),
+        PRODUCT_SERVICE_PORT=str(product_port),
+        ADMIN_TOKEN="dev-admin-token",  # what make run sets
+    )
+
+    warnings = [line["event"] for line in lines if "dev ADMIN_TOKEN" in line["event"]]
+    assert warnings == (
+        [
+            f"embedded mode listens on {host} with the documented dev ADMIN_TOKEN: whoever"
+            " reaches it may use /admin; set ADMIN_TOKEN to a secret of your own"
+        ]
+        if warned
+        else []
+    )
+
+
 def test_the_embedded_mode_wants_two_ports() -> None:
     port = str(free_port())
     done = run(["order-service", "serve", "--embedded"], ORDER_SERVICE_PORT=port, PRODUCT_SERVICE_PORT=port)
