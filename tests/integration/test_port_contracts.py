@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from adapters.redis.client import RedisClient
 from application.ports import CachePut, CommitResult, IdempotencyRecord, ProductChange, StockChange
 from domain.events import PriceChanged, ProductDiscontinued
 from domain.orders import OrderFlag
-from domain.products import Product, ProductStatus
+from domain.products import MAX_VERSION, Product, ProductStatus
 from tests.integration.redis_support import (
     START,
     Backend,
@@ -418,23 +419,40 @@ async def test_a_rewritten_entry_stays_active_for_a_ttl_from_its_last_write(back
     assert await cache.active_ids() == ["p-1"]
 
 
-@pytest.mark.parametrize("told_again", ["same", "older", "older-than-a-partial"])
-async def test_an_entry_told_again_lives_a_ttl_from_then_though_not_rewritten(
-    backend: Backend, told_again: str
-) -> None:
+async def test_an_entry_told_again_lives_a_ttl_from_then_though_not_rewritten(backend: Backend) -> None:
     """A refresh sweep's answer is mostly the version already cached: it must keep the entry
     cached (the second audit: idle products left the cache and the refresh set for good)."""
     cache = backend.cache(1.0)
-    v1 = a_product("p-1")
-    v2 = newer(v1, quantity_available=3)
-    await cache.put(v2, partial=told_again == "older-than-a-partial")
+    v2 = newer(a_product("p-1"), quantity_available=3)
+    await cache.put(v2)
     await asyncio.sleep(0.6)
-    outcome = await cache.put(v2 if told_again == "same" else v1)
+    outcome = await cache.put(v2)
     await asyncio.sleep(0.6)  # past the write's TTL, well within the renewed one
 
-    assert outcome is (CachePut.PATCHED_PAST if told_again == "older-than-a-partial" else CachePut.KEPT)
+    assert outcome is CachePut.KEPT
     assert await cache.get_many(["p-1"]) == {"p-1": v2}
     assert await cache.active_ids() == ["p-1"]
+
+
+@pytest.mark.parametrize("cached", ["whole", "partial"])
+async def test_an_entry_newer_than_the_answers_is_not_kept_alive_by_them(
+    backend: Backend, cached: str
+) -> None:
+    """A version no answer reaches (an event forged at version 2**53-1, or a Product Service whose
+    store started again at 1) must leave with its TTL, not live on while answers renew it (the
+    security pass); the next answer after that is stored."""
+    cache = backend.cache(1.0)
+    v1 = a_product("p-1")
+    forged = attrs.evolve(v1, version=MAX_VERSION, current_price=Decimal("0.01"))
+    await cache.put(forged, partial=cached == "partial")
+    await asyncio.sleep(0.6)
+    outcome = await cache.put(v1)
+    await asyncio.sleep(0.6)  # past the forged entry's TTL
+
+    assert outcome is (CachePut.PATCHED_PAST if cached == "partial" else CachePut.KEPT)
+    assert await cache.get_many(["p-1"]) == {}
+    assert await cache.active_ids() == []
+    assert await cache.put(v1) is CachePut.STORED
 
 
 # --- OrderStore and its Outbox --------------------------------------------------------------

@@ -122,10 +122,12 @@ class InMemoryProductCache:
             stored = entry.product
             same_but_completes = stored.version == product.version and entry.partial and not partial
             if stored.version >= product.version and not same_but_completes:
-                # told about the product all the same: the entry lives on
-                self._entries[product.id] = attrs.evolve(
-                    entry, expires_at=self.clock.monotonic() + self.ttl_s
-                )
+                if stored.version == product.version:
+                    # told about the product all the same: the entry lives on (a newer one does
+                    # not: a version no answer reaches, forged or not, leaves with its TTL)
+                    self._entries[product.id] = attrs.evolve(
+                        entry, expires_at=self.clock.monotonic() + self.ttl_s
+                    )
                 newer_partial = stored.version > product.version and entry.partial and not partial
                 return CachePut.PATCHED_PAST if newer_partial else CachePut.KEPT
             if partial:

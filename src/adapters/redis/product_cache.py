@@ -61,8 +61,10 @@ local function put_one(key, index, version, json, ttl, active, id, partial, now_
     elseif stored_version > version or (stored_version == version and not completes) then
       not_stored = 0
     end
-    if not_stored then  -- told about the product all the same: the entry lives on (the seed's SET EX)
+    if not_stored and stored_version == version then  -- told about it all the same: it lives on (SET EX)
       return not_stored, store_entry(key, index, nil, ttl, stored['status'] == 'ACTIVE', id, now_ms)
+    elseif not_stored then  -- a newer version no answer reaches (forged or not) leaves with its TTL
+      return not_stored, now_ms
     end
     local price_version = stored['priceVersion'] or (stored['partial'] ~= true and stored_version)
     if partial == '1' and price_version then  -- a partial snapshot changes no price
@@ -84,7 +86,8 @@ return stored
 """KEYS: the product's key, the active index. ARGV: version, JSON, TTL ms, active (1/0), id,
 partial (1/0): a partial entry (`"partial": true` in its JSON) yields to a whole one of its version.
 Returns 1 when stored, 0 when not, 2 when not because a newer partial entry is there (a whole
-snapshot only: `CachePut.PATCHED_PAST`); stored or not, the entry's TTL starts again. A partial
+snapshot only: `CachePut.PATCHED_PAST`); stored or of the same version, the entry's TTL starts
+again (an entry newer than every answer, such as a forged version, is not kept alive by them). A partial
 snapshot stored over an entry takes on its `priceVersion` (see `_PATCH_ONE`).
 An unreadable entry is overwritten rather than blocking every newer version until it expires.
 The active index is a sorted set scored by when each entry expires (the server's clock), so
