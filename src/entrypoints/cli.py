@@ -28,6 +28,7 @@ from entrypoints.apps import (
 )
 from entrypoints.demo import DEMO_PRODUCTS, seed_demo_catalog
 from entrypoints.heap import freeze_startup_heap
+from entrypoints.http.malformed import JsonErrorAppRunner
 from entrypoints.http.product_api import PRODUCT_SERVICE
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, SettingsError
@@ -204,7 +205,7 @@ async def _serve(sites: list[Site], banner: str | None) -> None:
         for site in sites:
             bound.append(_bind(site))
         for site, sockets in zip(sites, bound, strict=True):
-            runner = web.AppRunner(site.app, access_log=None, handle_signals=False)
+            runner = JsonErrorAppRunner(site.app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             for sock in sockets:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,11 @@ def test_a_port_flag_in_python_only_spelling_exits_2_with_one_line() -> None:
     ]
 
 
-def served_until_ready(command: list[str], port: int, **settings: str) -> tuple[int, list[dict[str, Any]]]:
-    """Start `command`, wait for 200 from /ready on `port`, SIGTERM it: its exit code and JSON lines."""
+def served_until_ready(
+    command: list[str], port: int, while_up: Callable[[], None] = lambda: None, **settings: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """Start `command`, wait for 200 from /ready on `port`, run `while_up`, SIGTERM it: its exit
+    code and JSON lines."""
     process = subprocess.Popen(  # noqa: S603 - our own console script
         [str(SCRIPTS / command[0]), *command[1:]],
         env=environment(**settings),
@@ -150,6 +153,7 @@ def served_until_ready(command: list[str], port: int, **settings: str) -> tuple[
                 assert process.poll() is None, "the service exited"
                 assert time.monotonic() < deadline, "not ready within 30 s"
                 time.sleep(0.1)
+        while_up()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -252,3 +256,49 @@ def test_help_lists_the_settings_the_command_reads(
     for word in not_listed:
         assert word not in done.stdout
     assert "INSTANCE_ID                  default: random" in done.stdout
+
+
+MALFORMED_HTTP = {
+    "header-over-8-KiB": b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+    "200-headers": b"GET /health HTTP/1.1\r\nHost: x\r\n"
+    + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+    + b"\r\n",
+    "bad-method": b"GARBAGE\r\n\r\n",
+    "bad-content-length": b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+}
+
+
+def _answer_to(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection((LOOPBACK, port), timeout=5) as connection:
+        connection.sendall(raw)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("service", ["order-service", "product-service"])
+def test_http_that_cannot_be_parsed_gets_the_json_error_body_and_a_warning(service: str) -> None:
+    """INTERFACE §4: every error body is {"error": ...}; aiohttp's own answer was plain text,
+    logged as an ERROR with a traceback."""
+    port = free_port()
+    setting = "ORDER_SERVICE_PORT" if service == "order-service" else "PRODUCT_SERVICE_PORT"
+    answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    def send_each() -> None:
+        for name, raw in MALFORMED_HTTP.items():
+            answers[name] = _answer_to(port, raw)
+
+    _, lines = served_until_ready([service, "serve"], port, send_each, **{setting: str(port)})
+
+    for name, (status, headers, body) in answers.items():
+        assert status == 400, name
+        assert headers["content-type"] == "application/json", name
+        error = json.loads(body)["error"]
+        assert error["code"] == "invalid_request", name
+        assert error["message"] == "The request is not HTTP/1.1 this server can read", name
+        assert 0 < len(error["details"]["reason"]) <= 200, name
+    assert [line["level"] for line in lines if line["logger"] == "aiohttp.server"] == ["warning"] * 4
