@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-MAX_SHOWN_ID = 128
+from domain.ids import MAX_ID_LENGTH
+
+MAX_SHOWN_ID = MAX_ID_LENGTH
 """The most of an id a message or its details echo (the HTTP routes refuse longer ids)."""
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 import attrs
 from attrs.validators import deep_iterable, optional
 
+from domain.ids import check_id
 from domain.money import normalize_money
 from domain.products import (
     Product,
@@ -34,18 +35,8 @@ MAX_CALLBACK_LENGTH = 256
 """Ample for `product.<reply type>.<instance>`; a subject past the server's control-line limit
 (nats-server: 4 KiB) is not refused but drops the publisher's connection."""
 
-MAX_EVENT_ID_LENGTH = 128
-"""An envelope's `id`, a request's `requestId` (uuids on our side): each becomes part of a Redis key
-(`processed:<id>`), a log line and a reply, so one of any size must not."""
 MAX_CORRELATION_ID_LENGTH = 256
-
-
-def check_event_id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not 0 < len(value) <= MAX_EVENT_ID_LENGTH:
-        raise ValueError(
-            f"{attribute.name} must be a non-empty string of at most {MAX_EVENT_ID_LENGTH} characters,"
-            f" got {len(value)} characters"
-        )
+"""An envelope's `correlationId` (its `id`, and a request's `requestId`, are ids: domain.ids)."""
 
 
 STREAM_ROOTS = frozenset({"product", "order", "deadletter"})
@@ -176,15 +167,15 @@ def check_order_items(
 @attrs.frozen
 class OrderCreatedItem:
     product_id: str = attrs.field(validator=check_product_id)
-    variant_id: str | None = attrs.field(validator=optional(check_product_id))
+    variant_id: str | None = attrs.field(validator=optional(check_id))
     quantity: int = attrs.field(validator=check_order_quantity)
     unit_price: Decimal = attrs.field(converter=normalize_money, validator=check_money)
 
 
 @attrs.frozen
 class OrderCreated:
-    order_id: str = attrs.field(validator=check_product_id)  # an id: non-empty, at most 128 characters
-    user_id: str = attrs.field(validator=check_product_id)
+    order_id: str = attrs.field(validator=check_id)
+    user_id: str = attrs.field(validator=check_id)
     items: tuple[OrderCreatedItem, ...] = attrs.field(validator=check_order_items)
     total_amount: Decimal
     timestamp: datetime
@@ -193,14 +184,14 @@ class OrderCreated:
 @attrs.frozen
 class ProductDetailsRequested:
     product_id: str = attrs.field(validator=check_product_id)
-    request_id: str = attrs.field(validator=check_event_id)
+    request_id: str = attrs.field(validator=check_id)
     callback_event: str = attrs.field(validator=replies_of(PRODUCT_DETAILS_PROVIDED))
 
 
 @attrs.frozen
 class ProductDetailsProvided:
     product_id: str = attrs.field(validator=[check_product_id, names_product_in("product_details")])
-    request_id: str = attrs.field(validator=check_event_id)
+    request_id: str = attrs.field(validator=check_id)
     product_details: Product | None = attrs.field(validator=optional(check_carried_product))
 
 
@@ -219,7 +210,7 @@ class ProductBatchDetailsRequested:
     product_ids: tuple[str, ...] = attrs.field(
         validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
     )
-    request_id: str = attrs.field(validator=check_event_id)
+    request_id: str = attrs.field(validator=check_id)
     callback_event: str = attrs.field(validator=replies_of(PRODUCT_BATCH_DETAILS_PROVIDED))
     refresh_mode: bool | None = None
 
@@ -229,7 +220,7 @@ class ProductBatchDetailsProvided:
     product_ids: tuple[str, ...] = attrs.field(
         validator=[check_batch_ids, deep_iterable(member_validator=check_product_id)]
     )
-    request_id: str = attrs.field(validator=check_event_id)
+    request_id: str = attrs.field(validator=check_id)
     products: tuple[Product, ...] = attrs.field(
         validator=deep_iterable(member_validator=check_carried_product)
     )

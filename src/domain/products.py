@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import attrs
 
+from domain.ids import AN_ID, check_id, is_id
 from domain.money import is_money, normalize_money
 
 
@@ -62,19 +63,8 @@ def check_stock(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ValueError(f"{attribute.name} must be {A_STOCK}, got {value}")
 
 
-MAX_PRODUCT_ID_LENGTH = 128
-"""A product id is a non-empty string of at most this many characters (INTERFACE §4)."""
-_PRODUCT_ID_RULE = f"a non-empty string of at most {MAX_PRODUCT_ID_LENGTH} characters"
-
-
-def is_product_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_PRODUCT_ID_LENGTH
-
-
-def check_product_id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    """An attrs validator of a product id, or (in `deep_iterable`) of each of several."""
-    if not is_product_id(value):
-        raise ValueError(f"{attribute.name} must be {_PRODUCT_ID_RULE}, got {len(value)} characters")
+check_product_id = check_id
+"""A product id follows the one id rule (domain.ids)."""
 
 
 def check_carried_product(_: object, attribute: attrs.Attribute[Product], value: Product) -> None:
@@ -84,7 +74,7 @@ def check_carried_product(_: object, attribute: attrs.Attribute[Product], value:
     problems = [
         f"whose {field} is {words}, got {got}"
         for field, ok, words, got in (
-            ("id", is_product_id(value.id), _PRODUCT_ID_RULE, f"{len(value.id)} characters"),
+            ("id", is_id(value.id), AN_ID, f"{len(value.id)} characters"),
             ("name", is_product_name(value.name), A_NAME, _shown(value.name)),
             ("currency", is_currency_code(value.currency), A_CURRENCY, _shown(value.currency)),
             ("quantityAvailable", is_stock(value.quantity_available), A_STOCK, value.quantity_available),

@@ -31,7 +31,7 @@ from entrypoints.heap import freeze_startup_heap
 from entrypoints.http.malformed import JsonErrorAppRunner
 from entrypoints.http.product_api import PRODUCT_SERVICE
 from entrypoints.logs import configure_logging
-from entrypoints.settings import Settings, SettingsError
+from entrypoints.settings import Settings, SettingsError, plain_number
 
 DEFAULT_DEV_TOKEN = "dev-admin-token"  # noqa: S105 - printed dev default for make run
 
@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 def _plain_int(text: str) -> int:
     """An integer as a setting spells it: ASCII digits, no `_` (`int()` takes both)."""
     try:
-        if "_" in text or not text.isascii():
-            raise ValueError(text)
-        return int(text)
+        return int(plain_number(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 

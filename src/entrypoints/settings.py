@@ -276,17 +276,23 @@ class Settings:
         return shown
 
 
+def plain_number(text: str) -> str:
+    """`text` when it spells a number as a setting does: ASCII, without Python's `_` separators
+    (`int()`, `float()` and `Decimal()` also read `8_080` and non-ASCII digits); else ValueError."""
+    if "_" in text or not text.isascii():
+        raise ValueError(f"not a plain number: {text!r}")
+    return text
+
+
 def _parse(name: str, raw: str, kind: Any) -> Any:
     text = raw.strip()
     try:
-        if kind in ("int", int, "float", float, "Decimal", Decimal) and ("_" in text or not text.isascii()):
-            raise ValueError("Python's digit separators and non-ASCII digits are not a setting's spelling")
         if kind in ("int", int):
-            return int(text)
+            return int(plain_number(text))
         if kind in ("float", float):
-            return float(text)
+            return float(plain_number(text))
         if kind in ("Decimal", Decimal):
-            return Decimal(text)
+            return Decimal(plain_number(text))
     except (ValueError, InvalidOperation):
         expected = {"int": "an integer", "float": "a number", "Decimal": "a number"}
         raise SettingsError(name, f"expected {expected.get(str(kind), 'a number')}, got {raw!r}") from None

@@ -10,7 +10,8 @@ from adapters.wire.converter import dumps as dump_json
 from adapters.wire.converter import loads, make_converter, parse_timestamp, structure_or_reject
 from application.envelopes import DATA_VERSION
 from domain.errors import InvalidRequest, UndecodableEvent
-from domain.events import EVENT_TYPES, MAX_CORRELATION_ID_LENGTH, MAX_EVENT_ID_LENGTH, Envelope
+from domain.events import EVENT_TYPES, MAX_CORRELATION_ID_LENGTH, Envelope
+from domain.ids import MAX_ID_LENGTH
 from domain.products import Product
 
 EVENTS = make_converter(forbid_extra_keys=False)
@@ -99,7 +100,7 @@ def envelope_from_wire(wire: object) -> Envelope:
         if not isinstance(wire[key], str) or not wire[key]:
             raise UndecodableEvent(f"envelope field {key} must be a non-empty string")
     # each becomes part of a Redis key (processed:<id>), a log line and a reply
-    for key, most in (("id", MAX_EVENT_ID_LENGTH), ("correlationId", MAX_CORRELATION_ID_LENGTH)):
+    for key, most in (("id", MAX_ID_LENGTH), ("correlationId", MAX_CORRELATION_ID_LENGTH)):
         if len(wire[key]) > most:
             raise UndecodableEvent(
                 f"envelope field {key} must be at most {most} characters, got {len(wire[key])}"

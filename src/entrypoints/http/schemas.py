@@ -9,6 +9,7 @@ import attrs
 from adapters.wire.converter import EXPECTED
 from domain.errors import InvalidRequest
 from domain.events import MAX_ORDER_ITEMS, MAX_ORDER_QUANTITY
+from domain.ids import AN_ID, MAX_ID_LENGTH, is_id
 from domain.money import is_money
 from domain.products import (
     A_CURRENCY,
@@ -20,11 +21,9 @@ from domain.products import (
     is_stock,
 )
 
-MAX_ID_LENGTH = 128
 MAX_ITEMS = MAX_ORDER_ITEMS
 MAX_QUANTITY = MAX_ORDER_QUANTITY
 
-AN_ID = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
 A_USER_ID = f"a non-blank string of at most {MAX_ID_LENGTH} characters"
 A_QUANTITY = f"an integer from 1 to {MAX_QUANTITY}"
 SOME_ITEMS = f"an array of 1 to {MAX_ITEMS} objects"
@@ -83,7 +82,7 @@ def reject(field: str, words: str) -> InvalidRequest:
 
 
 def check_id(field: str, value: str) -> None:
-    if not value or len(value) > MAX_ID_LENGTH:
+    if not is_id(value):
         raise reject(field, AN_ID)
 
 
