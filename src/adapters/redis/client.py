@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from adapters.redis.held import HeldConnection
+from adapters.redis.packing import pack_with_hiredis
 from domain.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ class RedisClient:
     def redis(self) -> Redis:
         if self._redis is None:
             pool = BlockingConnectionPool.from_url(self.url, **self._options)
+            pack_with_hiredis(pool)
             self._redis = Redis(connection_pool=pool)
         return self._redis
 
