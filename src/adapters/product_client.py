@@ -36,7 +36,7 @@ from yarl import URL
 from adapters.correlation import CORRELATION_ID
 from adapters.correlation import HEADER as CORRELATION_HEADER
 from adapters.metrics import ServiceMetrics
-from adapters.wire.converter import loads, structure_or_reject
+from adapters.wire.converter import dumps, loads, structure_or_reject
 from adapters.wire.http_json import RESPONSES
 from domain.errors import InvalidRequest, ProductServiceUnavailable
 from domain.products import Product
@@ -349,8 +349,12 @@ class HttpProductClient:
         outcome = "error"
         try:
             correlation_id = CORRELATION_ID.get()
-            headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
-            async with self._session.request(method, path, json=payload, headers=headers) as response:
+            headers = {CORRELATION_HEADER: correlation_id} if correlation_id else {}
+            sent = None
+            if payload is not None:  # our encoder, not aiohttp's `json=` (the standard library's)
+                sent = dumps(payload)
+                headers["Content-Type"] = "application/json"
+            async with self._session.request(method, path, data=sent, headers=headers) as response:
                 body = await response.read()
                 outcome = outcome_of(response.status)
                 if response.status == 429:
