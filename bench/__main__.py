@@ -18,7 +18,7 @@ import aiohttp
 
 from bench.http_scenarios import HttpBench, HttpConfig, connect_nats
 from bench.inproc import InprocBench, InprocConfig
-from bench.stack import LOG_DIR, Services, redis_and_nats, seed_products
+from bench.stack import LOG_DIR, Services, redis_and_nats, seed_floor, seed_products
 from bench.stats import Result, machine, table, write_results
 
 ORDER = [
@@ -94,6 +94,7 @@ async def run_http(args: argparse.Namespace, wanted: set[str], results: list[Res
             try:
                 await services.start(session)
                 ids = await seed_products(session, services.product_url, SEEDED_PRODUCTS)
+                await seed_floor(session, services, ids)
                 bench = HttpBench(
                     services,
                     session,

@@ -24,6 +24,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as Nats
 
+from bench.floor import ORDERS_STREAM, PRODUCTS_STREAM
 from bench.stack import (
     ADMIN_TOKEN,
     LOG_DIR,
@@ -44,6 +45,7 @@ CONNECTIONS = 64
 OPEN_LOOP_RPS = 200.0
 QUIET_TIMEOUT_S = 90.0
 RESPONDER_SUBJECT = "bench.details"
+FLOOR_STREAMS = (ORDERS_STREAM, PRODUCTS_STREAM)
 
 
 @dataclass
@@ -119,7 +121,7 @@ class HttpBench:
         """Events stored but not yet consumed and acked, plus both services' outbox backlogs."""
         jsm = self.nc.jsm()
         total = 0
-        for stream in ("ORDER_EVENTS", "PRODUCT_EVENTS"):
+        for stream in ("ORDER_EVENTS", "PRODUCT_EVENTS", *FLOOR_STREAMS):
             try:
                 consumers = await jsm.consumers_info(stream)
             except nats.errors.Error:
@@ -149,14 +151,17 @@ class HttpBench:
         baseline: Callable[[], Awaitable[dict[str, Any]]],
         label: str,
         rounds: int | None = None,
+        floor: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> list[dict[str, Any]]:
+        """Each round runs every side once; which goes first turns from round to round."""
         results = []
+        sides = [("project", project), ("baseline", baseline)]
+        if floor is not None:
+            sides.append(("floor", floor))
         for number in range(rounds or self.config.rounds):
             pair: dict[str, Any] = {}
-            order = [("project", project), ("baseline", baseline)]
-            if number % 2:
-                order.reverse()
-            for side, run in order:
+            turn = number % len(sides)
+            for side, run in sides[turn:] + sides[:turn]:
                 pair[side] = await run()
             self.log(f"  {label} round {number + 1}: {_brief(pair)}")
             results.append(pair)
@@ -175,15 +180,24 @@ class HttpBench:
         if side == "project":
             url = services.order_url
             pids = {"order": services.order.pid, "product": services.product.pid, **self.infra_pids}
+        elif side == "floor":
+            assert services.floor_front is not None
+            assert services.floor_upstream is not None
+            url = services.floor_url
+            pids = {
+                "front": services.floor_front.pid,
+                "upstream": services.floor_upstream.pid,
+                **self.infra_pids,
+            }
         else:
             url, pids = services.hello_url, {"hello": services.hello.pid}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        if side == "project":
+        if side != "baseline":
             calls_before = await redis_calls(services.redis_url)
             messages_before = nats_messages(self.nats_monitor_url)
         report = await self.loadgen(url, *args, duration_s=duration_s)
         answered = report.get("all_completed") or 0
-        if side == "project":
+        if side != "baseline":
             report["after"] = await self.wait_quiet()
             if answered:
                 calls = await redis_calls(services.redis_url)
@@ -216,7 +230,10 @@ class HttpBench:
         async def baseline() -> dict[str, Any]:
             return await self.measured("baseline", *closed, duration_s=duration)
 
-        rounds = await self.alternate(project, baseline, "order_create_rps")
+        async def floor() -> dict[str, Any]:
+            return await self.measured("floor", *closed, duration_s=duration)
+
+        rounds = await self.alternate(project, baseline, "order_create_rps", floor=floor)
         order = self.services.order
         assert order is not None
         hwm = order.vm_hwm_mb()
@@ -258,7 +275,10 @@ class HttpBench:
         async def baseline() -> dict[str, Any]:
             return await self.measured("baseline", *open_loop, duration_s=duration)
 
-        rounds = await self.alternate(project, baseline, "order_create_p99_ms")
+        async def floor() -> dict[str, Any]:
+            return await self.measured("floor", *open_loop, duration_s=duration)
+
+        rounds = await self.alternate(project, baseline, "order_create_p99_ms", floor=floor)
         return _http_result(
             "order_create_p99_ms",
             "ms",
@@ -377,10 +397,12 @@ def _http_result(
 ) -> Result:
     project = [r["project"].get(key) for r in rounds]
     baseline = [r["baseline"].get(key) for r in rounds]
+    floor = [r["floor"].get(key) for r in rounds if "floor" in r]
     project_errors = sum(r["project"].get("errors", 0) for r in rounds)
     baseline_errors = sum(r["baseline"].get("errors", 0) for r in rounds)
-    if project_errors or baseline_errors:
-        note += f"; errors: project {project_errors}, baseline {baseline_errors}"
+    floor_errors = sum(r["floor"].get("errors", 0) for r in rounds if "floor" in r)
+    if project_errors or baseline_errors or floor_errors:
+        note += f"; errors: project {project_errors}, baseline {baseline_errors}, raw floor {floor_errors}"
     return Result(
         name,
         unit,
@@ -390,13 +412,16 @@ def _http_result(
         errors=project_errors + baseline_errors,
         rounds=rounds,
         note=note,
+        floor=median(floor) if floor else None,
     )
 
 
 def _brief(pair: dict[str, Any]) -> str:
     parts = []
-    for side in ("project", "baseline"):
-        report = pair.get(side, {})
+    for side in ("project", "baseline", "floor"):
+        if side not in pair:
+            continue
+        report = pair[side]
         keys = ("rps", "p50_ms", "p99_ms", "errors", "cpu_ms_per_req")
         shown = [f"{key}={_short(report[key])}" for key in keys if key in report]
         if "after" in report:
@@ -408,15 +433,16 @@ def _brief(pair: dict[str, Any]) -> str:
 def _cpu_split(rounds: list[dict[str, Any]]) -> str:
     """`CPU ms per request: order 3.1, product 3.9, ... (total 8.6); hello 0.11` (medians)."""
     parts = []
-    for side in ("project", "baseline"):
+    for side in ("project", "baseline", "floor"):
         split: dict[str, list[float]] = {}
         for pair in rounds:
-            for name, ms in pair[side].get("cpu_ms_per_req_by_process", {}).items():
+            for name, ms in pair.get(side, {}).get("cpu_ms_per_req_by_process", {}).items():
                 split.setdefault(name, []).append(ms)
         medians = {name: statistics.median(values) for name, values in split.items()}
         if medians:
             shown = ", ".join(f"{name} {ms:.2f}" for name, ms in medians.items())
-            parts.append(f"{shown} (total {sum(medians.values()):.2f})" if len(medians) > 1 else shown)
+            shown = f"{shown} (total {sum(medians.values()):.2f})" if len(medians) > 1 else shown
+            parts.append(f"raw floor {shown}" if side == "floor" else shown)
     return "CPU ms per request: " + "; ".join(parts) if parts else ""
 
 

@@ -245,9 +245,14 @@ class Services:
     product_port: int = field(default_factory=free_port)
     order_port: int = field(default_factory=free_port)
     hello_port: int = field(default_factory=free_port)
+    floor_front_port: int = field(default_factory=free_port)
+    floor_upstream_port: int = field(default_factory=free_port)
     product: Child | None = None
     order: Child | None = None
     hello: Child | None = None
+    floor_front: Child | None = None
+    floor_upstream: Child | None = None
+    """The raw floor of an order (bench/floor.py), over the same Redis and NATS."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """Settings given on the command line (`--env`), over the bench's own."""
 
@@ -262,6 +267,10 @@ class Services:
     @property
     def hello_url(self) -> str:
         return f"http://{LOOPBACK}:{self.hello_port}"
+
+    @property
+    def floor_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.floor_front_port}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -294,14 +303,31 @@ class Services:
         self.hello.start()
         await wait_http(session, f"{self.order_url}/ready", self.order)
         await wait_http(session, f"{self.hello_url}/", self.hello)
+        upstream_url = f"http://{LOOPBACK}:{self.floor_upstream_port}"
+        infra = ["--redis", self.redis_url, "--nats", self.nats_url]
+        self.floor_upstream = python_module(
+            "floor-upstream", "bench.floor", ["upstream", "--port", str(self.floor_upstream_port), *infra]
+        )
+        self.floor_front = python_module(
+            "floor-front",
+            "bench.floor",
+            ["front", "--port", str(self.floor_front_port), "--upstream", upstream_url, *infra],
+        )
+        self.floor_upstream.start()
+        self.floor_front.start()
+        await wait_http(session, f"{upstream_url}/ready", self.floor_upstream)
+        await wait_http(session, f"{self.floor_url}/ready", self.floor_front)
+
+    def children(self) -> list[Child]:
+        every = (self.product, self.order, self.hello, self.floor_upstream, self.floor_front)
+        return [child for child in every if child is not None]
 
     def stop(self) -> None:
-        for child in (self.hello, self.order, self.product):
-            if child is not None:
-                child.stop()
+        for child in reversed(self.children()):
+            child.stop()
 
     def logs(self) -> dict[str, str]:
-        return {c.name: str(c.log_path) for c in (self.product, self.order, self.hello) if c is not None}
+        return {c.name: str(c.log_path) for c in self.children()}
 
 
 async def seed_products(session: aiohttp.ClientSession, product_url: str, count: int) -> list[str]:
@@ -322,6 +348,22 @@ async def seed_products(session: aiohttp.ClientSession, product_url: str, count:
                 raise RuntimeError(f"seeding product {i}: {response.status} {await response.text()}")
             ids.append((await response.json())["id"])
     return ids
+
+
+async def seed_floor(session: aiohttp.ClientSession, services: Services, ids: Sequence[str]) -> None:
+    """The floor's copies of the seeded products (as the Product Service answers them), with
+    stock that never runs out."""
+    async with session.post(
+        f"{services.product_url}/api/v1/products/batch", json={"ids": list(ids)}
+    ) as response:
+        products = await response.json(content_type=None)
+    client = redis.asyncio.Redis.from_url(services.redis_url)
+    try:
+        for product in products:
+            await client.set(f"floor:product:{product['id']}", json.dumps(product))
+            await client.set(f"floor:stock:{product['id']}", 1_000_000_000)
+    finally:
+        await client.aclose()
 
 
 async def outbox_pending(session: aiohttp.ClientSession, base_url: str) -> int | None:

@@ -42,12 +42,21 @@ class Result:
     errors: int = 0
     rounds: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    floor: float | None = None
+    """The raw floor's median (bench/floor.py: an order's I/O with none of the logic), same unit."""
 
     @property
     def ratio(self) -> float | None:
         if self.value is None or not self.baseline:
             return None
         return self.value / self.baseline
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """The floor against the same baseline: about the best ratio this I/O allows here."""
+        if self.floor is None or not self.baseline:
+            return None
+        return self.floor / self.baseline
 
     @property
     def met(self) -> bool | None:
@@ -87,13 +96,26 @@ def _shown(number: float | None) -> str:
 
 def table(results: Sequence[Result]) -> str:
     """A Markdown table: paste-able into the README as it is."""
-    header = ["scenario", "unit", "project", "baseline", "ratio", "target", "met", "errors"]
+    header = [
+        "scenario",
+        "unit",
+        "project",
+        "baseline",
+        "ratio",
+        "target",
+        "met",
+        "errors",
+        "raw floor",
+        "floor ratio",
+    ]
     rows = [header, ["---"] * len(header)]
     for r in results:
         met = {True: "yes", False: "NO", None: "-"}[r.met]
         errors = str(r.errors) if r.errors == 0 else f"**{r.errors}**"
         ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
-        rows.append([r.name, r.unit, _shown(r.value), _shown(r.baseline), ratio, r.target, met, errors])
+        floor_ratio = "-" if r.floor_ratio is None else f"{r.floor_ratio:.3f}"
+        measured = [r.name, r.unit, _shown(r.value), _shown(r.baseline), ratio, r.target, met, errors]
+        rows.append([*measured, _shown(r.floor), floor_ratio])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for row in rows:
@@ -125,7 +147,14 @@ def write_results(path: Path, results: Sequence[Result], extra: dict[str, Any]) 
         "results": [r.row() for r in results],
         "machine": machine(),
         "details": {
-            r.name: {"errors": r.errors, "met": r.met, "note": r.note, "rounds": r.rounds} for r in results
+            r.name: {
+                "errors": r.errors,
+                "met": r.met,
+                "note": r.note,
+                **({"floor": _rounded(r.floor), "floor_ratio": _rounded(r.floor_ratio)} if r.floor else {}),
+                "rounds": r.rounds,
+            }
+            for r in results
         },
         **extra,
     }
