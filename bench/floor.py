@@ -69,7 +69,7 @@ async def consume(js: JetStreamContext, subject: str, durable: str, apply: Any) 
     while True:
         try:
             messages = await subscription.fetch(FETCH_BATCH, timeout=1.0)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own and, when a pull expires empty, asyncio's
             continue
         except nats.errors.ConnectionClosedError:
             return
