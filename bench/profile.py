@@ -28,6 +28,7 @@ import aiohttp
 from bench.http_scenarios import CONNECTIONS, HttpBench, HttpConfig, connect_nats
 from bench.inproc import InprocBench, InprocConfig
 from bench.stack import Services, cpu_seconds, redis_and_nats, seed_products
+from entrypoints import event_loop
 
 _LINE = re.compile(r" \((?P<file>[^()]*?):\d+\)$")
 
@@ -195,7 +196,7 @@ def main() -> None:
     if args.path == "order":
         asyncio.run(profile_order(args.seconds, out, args.rate))
     else:
-        asyncio.run(profile_events(args.events, out))
+        event_loop.run(profile_events(args.events, out))  # as the services and `python -m bench` run
     sys.stdout.flush()
 
 
