@@ -29,6 +29,8 @@ import aiohttp
 import redis.asyncio
 from tests.integration.servers import NatsServer, RedisServer, find_binary, free_port
 
+from adapters.wire.converter import dumps, loads
+
 LOOPBACK = "127.0.0.1"
 ADMIN_TOKEN = "bench-admin-token"  # noqa: S105 - a throw-away token for a private service
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -356,11 +358,11 @@ async def seed_floor(session: aiohttp.ClientSession, services: Services, ids: Se
     async with session.post(
         f"{services.product_url}/api/v1/products/batch", json={"ids": list(ids)}
     ) as response:
-        products = await response.json(content_type=None)
+        products = loads(await response.read())  # prices as exact Decimals, written back as they came
     client = redis.asyncio.Redis.from_url(services.redis_url)
     try:
         for product in products:
-            await client.set(f"floor:product:{product['id']}", json.dumps(product))
+            await client.set(f"floor:product:{product['id']}", dumps(product))
             await client.set(f"floor:stock:{product['id']}", 1_000_000_000)
     finally:
         await client.aclose()

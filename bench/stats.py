@@ -151,7 +151,11 @@ def write_results(path: Path, results: Sequence[Result], extra: dict[str, Any]) 
                 "errors": r.errors,
                 "met": r.met,
                 "note": r.note,
-                **({"floor": _rounded(r.floor), "floor_ratio": _rounded(r.floor_ratio)} if r.floor else {}),
+                **(
+                    {"floor": _rounded(r.floor), "floor_ratio": _rounded(r.floor_ratio)}
+                    if r.floor is not None
+                    else {}
+                ),
                 "rounds": r.rounds,
             }
             for r in results
