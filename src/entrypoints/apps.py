@@ -14,6 +14,7 @@ from aiohttp import web
 
 from adapters.broker import Broker, ConsumerLag
 from adapters.metrics import ServiceMetrics
+from adapters.product_client import BREAKER_NAME
 from adapters.redis.client import RedisClient
 from entrypoints.background import BackgroundTasks, OutboxWakeup, relay_outbox_forever, run_on_schedule
 from entrypoints.consumers import subscribe_consumers
@@ -83,7 +84,7 @@ def create_order_app(
     app[READINESS] = Readiness()
     app[OPENAPI] = order_openapi()
     app[HEALTH] = lambda: order_health(app)
-    app[BEFORE_SCRAPE] = lambda: read_backlog_gauges(service.core.broker(), service.outbox(), metrics)
+    app[BEFORE_SCRAPE] = lambda: order_before_scrape(service, metrics)
     app.router.add_routes(order_api.routes)
     add_ops_routes(app)
     app.cleanup_ctx.append(tagged_lifecycle("order-service", order_lifecycle))
@@ -121,6 +122,14 @@ async def order_health(app: web.Application) -> dict[str, Any]:
 
 async def _ready_checks(app: web.Application) -> dict[str, dict[str, Any]]:
     return await run_checks(app[READINESS])
+
+
+async def order_before_scrape(service: OrderService, metrics: ServiceMetrics) -> None:
+    """The backlog gauges, and the breaker's state as /health tells it: the breaker turns
+    half-open when its reset timeout has passed, with no call to say so (purgatory notes the
+    change at the next call), so the gauge is read when scraped, not only on its events."""
+    await read_backlog_gauges(service.core.broker(), service.outbox(), metrics)
+    metrics.breaker_changed(BREAKER_NAME, await service.product_client().breaker_state())
 
 
 async def read_backlog_gauges(broker: Broker, outbox: Any, metrics: ServiceMetrics) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -482,3 +483,23 @@ async def test_health_names_an_open_breaker_open() -> None:
         await stop(services)
     assert body["status"] == "degraded"
     assert body["checks"]["productService"]["circuitBreaker"] == "open"
+
+
+async def test_the_breaker_gauge_turns_half_open_when_its_timeout_passes_without_a_call() -> None:
+    """/metrics says what /health says: no call is needed for the breaker to be half-open."""
+    settings = attrs.evolve(
+        FAST, breaker_failure_threshold=1, retry_max_attempts=1, breaker_reset_timeout_s=0.3
+    )
+    services = await start(settings)
+    try:
+        await services.stop_product_service()
+        await post_order(services, order_body("never-seen"))
+        opened = await (await services.order.get("/metrics")).text()
+        await asyncio.sleep(0.4)
+        later = await (await services.order.get("/metrics")).text()
+        health = await json_of(await services.order.get("/health"))
+    finally:
+        await stop(services)
+    assert 'circuit_breaker_state{name="product-service"} 2.0' in opened
+    assert 'circuit_breaker_state{name="product-service"} 1.0' in later
+    assert health["checks"]["productService"]["circuitBreaker"] == "half-open"
