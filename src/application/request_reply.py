@@ -109,8 +109,9 @@ class RefreshProductNow:
 
     async def __call__(self, product_id: str) -> RefreshedProduct:
         started = self.clock.monotonic()
-        reply = await self._ask_over_events(product_id)
-        self.telemetry.async_request_finished(self.clock.monotonic() - started, timed_out=reply is None)
+        reply, sent = await self._ask_over_events(product_id)
+        if sent:  # a request the bus refused is no async request: it neither timed out nor took time
+            self.telemetry.async_request_finished(self.clock.monotonic() - started, timed_out=reply is None)
         if reply is not None:
             if not reply or reply[0] is None:
                 raise ProductNotFound(product_id)
@@ -129,8 +130,9 @@ class RefreshProductNow:
         await self.fetcher.remember([fresh])
         return self._done(fresh, "http", started)
 
-    async def _ask_over_events(self, product_id: str) -> Sequence[Product | None] | None:
-        """The reply's products, or None when it did not come in time."""
+    async def _ask_over_events(self, product_id: str) -> tuple[Sequence[Product | None] | None, bool]:
+        """The reply's products, or None when it did not come in time; and whether the request
+        went out (False: the event bus refused it)."""
         request_id = self.ids.new_id()
         waiter = self.pending.open(request_id)
         try:
@@ -139,13 +141,16 @@ class RefreshProductNow:
                 request = self.ask.request(product_id, request_id)
                 announced = await self.ask.announce(request)
                 self.pending.publish_aside(request_id, self._store(request, announced, waiter))
-                return await waiter
-        except (TimeoutError, DependencyUnavailable, asyncio.CancelledError) as error:
+                return await waiter, True
+        except DependencyUnavailable as error:
+            log.warning("async details request for %s not sent: %r", product_id, error)
+            return None, False
+        except (TimeoutError, asyncio.CancelledError) as error:
             task = asyncio.current_task()
             if isinstance(error, asyncio.CancelledError) and task and task.cancelling():
                 raise
             log.warning("async details request for %s got no reply: %r", product_id, error)
-            return None
+            return None, True
         finally:
             self.pending.close(request_id)
 

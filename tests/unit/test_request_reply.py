@@ -109,6 +109,9 @@ async def test_a_dead_bus_goes_straight_to_http_without_waiting(order_side: Orde
     assert refreshed.source == "http"
     assert time.perf_counter() - started < 5.0
     assert len(order_side.pending) == 0
+    # a request never sent did not time out, and is no async request to time
+    assert order_side.sample("async_request_timeouts_total") == 0
+    assert order_side.sample("async_request_seconds_count") == 0
 
 
 async def test_a_late_reply_finds_nobody_waiting(order_side: OrderSide) -> None:
