@@ -31,7 +31,7 @@ from entrypoints.heap import freeze_startup_heap
 from entrypoints.http.malformed import JsonErrorAppRunner
 from entrypoints.http.product_api import PRODUCT_SERVICE
 from entrypoints.logs import configure_logging
-from entrypoints.settings import Settings, SettingsError, plain_number
+from entrypoints.settings import Settings, SettingsError, mask_url, plain_number
 
 DEFAULT_DEV_TOKEN = "dev-admin-token"  # noqa: S105 - printed dev default for make run
 
@@ -122,6 +122,8 @@ def _environment_help(prog: str) -> str:
             shown = "random"
         elif field.name == "product_service_url":
             shown = "http://PRODUCT_SERVICE_HOST:PRODUCT_SERVICE_PORT"
+        elif isinstance(default, float) and default.is_integer():
+            shown = str(int(default))  # as INTERFACE §2 writes it: 30, not 30.0
         else:
             shown = "unset" if default is None else str(default)
         lines.append(f"  {field.name.upper():<28} default: {shown}")
@@ -141,8 +143,11 @@ def _settings(prog: str, args: argparse.Namespace) -> Settings:
         "log_level": args.log_level,
         "log_format": args.log_format,
     }
+    environ: dict[str, str] = dict(os.environ)
+    if prog == "product-service":  # the Order Service's settings in a shared env file are not its own
+        environ = {name: value for name, value in environ.items() if name.lower() in PRODUCT_SERVICE_SETTINGS}
     try:
-        return Settings.from_env(**overrides)
+        return Settings.from_env(environ, **overrides)
     except SettingsError as error:
         _refuse(prog, str(error))
     except (TypeError, ValueError) as error:
@@ -196,12 +201,14 @@ def _bind(site: Site) -> list[socket.socket]:
     return sockets
 
 
-async def _serve(sites: list[Site], banner: str | None) -> None:
+async def _serve(sites: list[Site], banner: str | None, warnings: Sequence[str] = ()) -> None:
     bound: list[list[socket.socket]] = []
     runners = []
     try:
         for site in sites:
             bound.append(_bind(site))
+        for warning in warnings:
+            log.warning("%s", warning)
         for site, sockets in zip(sites, bound, strict=True):
             runner = JsonErrorAppRunner(site.app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -232,11 +239,12 @@ async def _serve(sites: list[Site], banner: str | None) -> None:
         log.info("%s stopped", site.service, extra={"service": site.service})
 
 
-def _run(prog: str, sites: list[Site], banner: str | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; a site that cannot listen exits 2 with one line on stderr."""
+def _run(prog: str, sites: list[Site], banner: str | None = None, warnings: Sequence[str] = ()) -> None:
+    """Serve until SIGINT/SIGTERM; a site that cannot listen exits 2 with one line on stderr.
+    `warnings` are logged once every site is bound."""
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            event_loop.run(_serve(sites, banner))
+            event_loop.run(_serve(sites, banner, warnings))
     except CannotListen as error:
         _refuse(prog, str(error))
 
@@ -274,11 +282,6 @@ def _is_loopback(host: str) -> bool:
 def _embedded_settings(prog: str, settings: Settings) -> Settings:
     """The embedded mode's own: in memory whatever REDIS_URL / NATS_URL say (INTERFACE §1; its
     demo catalog must not land in a real store), two distinct ports, the dev token by default."""
-    ignored = [
-        name for name, value in (("REDIS_URL", settings.redis_url), ("NATS_URL", settings.nats_url)) if value
-    ]
-    if ignored:
-        log.warning("embedded mode runs in memory: %s not used", " and ".join(ignored))
     if settings.order_service_port == settings.product_service_port != 0:
         _refuse(
             prog,
@@ -288,14 +291,31 @@ def _embedded_settings(prog: str, settings: Settings) -> Settings:
     if settings.product_service_port == 0 and not settings.product_service_url:
         _refuse(prog, "PRODUCT_SERVICE_PORT=0: embedded mode needs a fixed port to call its Product Service")
     token = settings.admin_token or DEFAULT_DEV_TOKEN
-    exposed = [h for h in (settings.order_service_host, settings.product_service_host) if not _is_loopback(h)]
-    if token == DEFAULT_DEV_TOKEN and exposed:
-        log.warning(
-            "embedded mode listens on %s with the documented dev ADMIN_TOKEN: whoever reaches it may"
-            " use /admin; set ADMIN_TOKEN to a secret of your own",
-            " and ".join(dict.fromkeys(exposed)),
-        )
     return attrs.evolve(settings, redis_url=None, nats_url=None, admin_token=token)
+
+
+def _embedded_warnings(given: Settings, embedded: Settings) -> list[str]:
+    """What the embedded mode tells about the settings it was given; logged once both sites
+    listen, so an address that cannot be had stays the one line on stderr (INTERFACE §1)."""
+    warnings = []
+    ignored = [
+        name for name, value in (("REDIS_URL", given.redis_url), ("NATS_URL", given.nats_url)) if value
+    ]
+    if ignored:
+        warnings.append(f"embedded mode runs in memory: {' and '.join(ignored)} not used")
+    if given.product_service_url:
+        called = mask_url(given.product_service_url)
+        warnings.append(
+            f"embedded mode: the Order Service calls PRODUCT_SERVICE_URL={called}, not the embedded"
+            " Product Service (unset it to use the demo catalog)"
+        )
+    exposed = [h for h in (embedded.order_service_host, embedded.product_service_host) if not _is_loopback(h)]
+    if embedded.admin_token == DEFAULT_DEV_TOKEN and exposed:
+        warnings.append(
+            f"embedded mode listens on {' and '.join(dict.fromkeys(exposed))} with the documented dev"
+            " ADMIN_TOKEN: whoever reaches it may use /admin; set ADMIN_TOKEN to a secret of your own"
+        )
+    return warnings
 
 
 def order_service_main(argv: Sequence[str] | None = None) -> None:
@@ -308,7 +328,7 @@ def order_service_main(argv: Sequence[str] | None = None) -> None:
         port = settings.order_service_port
         _run(prog, [Site(prog, order, settings.order_service_host, port, "ORDER_SERVICE")])
         return
-    settings = _embedded_settings(prog, settings)
+    given, settings = settings, _embedded_settings(prog, settings)
     product_url = f"http://{settings.product_service_host}:{settings.product_service_port}"
     order_url = f"http://{settings.order_service_host}:{settings.order_service_port}"
     settings = attrs.evolve(settings, product_service_url=settings.product_service_url or product_url)
@@ -326,7 +346,7 @@ def order_service_main(argv: Sequence[str] | None = None) -> None:
         Site("product-service", product_app, product_host, product_port, "PRODUCT_SERVICE"),
         Site("order-service", order_app, order_host, order_port, "ORDER_SERVICE"),
     ]
-    _run(prog, sites, _embedded_banner(settings, order_url, product_url))
+    _run(prog, sites, _embedded_banner(settings, order_url, product_url), _embedded_warnings(given, settings))
 
 
 def product_service_main(argv: Sequence[str] | None = None) -> None:

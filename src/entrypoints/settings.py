@@ -261,8 +261,8 @@ class Settings:
         for field in attrs.fields(cls):
             name = field.name.upper()
             raw = env.get(name)
-            if raw is None or raw == "":
-                continue
+            if raw is None or raw == "" or overrides.get(field.name) is not None:
+                continue  # unset, or a flag of the same meaning wins (its value is checked instead)
             values[field.name] = _parse(name, raw, field.type)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -79,6 +79,67 @@ def test_a_host_that_does_not_resolve_exits_2_naming_the_host_setting(host: str)
     assert line.startswith(f"order-service: cannot listen on {host}:8080 (ORDER_SERVICE_HOST): ")
 
 
+def test_the_embedded_mode_with_a_bad_host_says_one_line_too() -> None:
+    """Its warnings (here: the dev token beyond loopback) come once both services listen."""
+    port = free_port()
+    done = run(
+        ["order-service", "serve", "--embedded"],
+        ORDER_SERVICE_HOST="bad..host",
+        ORDER_SERVICE_PORT=str(port),
+        PRODUCT_SERVICE_PORT=str(free_port()),
+        REDIS_URL=f"redis://{LOOPBACK}:1/0",
+    )
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"order-service: cannot listen on bad..host:{port} (ORDER_SERVICE_HOST): ")
+
+
+@pytest.mark.parametrize(
+    ("command", "settings"),
+    [
+        (["order-service", "serve", "--port", "{port}"], {"ORDER_SERVICE_PORT": "abc"}),
+        (["order-service", "serve", "--port", "{port}", "--log-level", "INFO"], {"LOG_LEVEL": "LOUD"}),
+        (["product-service", "serve", "--port", "{port}"], {"PRODUCT_SERVICE_PORT": "abc"}),
+        # the Order Service's settings in a shared environment are not the Product Service's
+        (
+            ["product-service", "serve"],
+            {
+                "PRODUCT_SERVICE_PORT": "{port}",
+                "RETRY_MAX_ATTEMPTS": "0",
+                "REFRESH_CRON": "bad",
+                "ADMIN_TOKEN": " ",
+            },
+        ),
+    ],
+)
+def test_a_flag_wins_over_a_bad_variable_and_a_service_reads_only_its_own(
+    command: list[str], settings: dict[str, str]
+) -> None:
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in command]
+    settings = {name: value.replace("{port}", str(port)) for name, value in settings.items()}
+    returncode, _ = served_until_ready(command, port, **settings)
+    assert returncode == 0
+
+
+def test_the_embedded_mode_says_which_product_service_it_calls_when_told_another() -> None:
+    order_port, product_port = free_port(), free_port()
+    elsewhere = f"http://{LOOPBACK}:{free_port()}"
+
+    _, lines = served_until_ready(
+        ["order-service", "serve", "--embedded"],
+        order_port,
+        ORDER_SERVICE_PORT=str(order_port),
+        PRODUCT_SERVICE_PORT=str(product_port),
+        PRODUCT_SERVICE_URL=elsewhere,
+    )
+
+    assert (
+        f"embedded mode: the Order Service calls PRODUCT_SERVICE_URL={elsewhere}, not the embedded"
+        " Product Service (unset it to use the demo catalog)"
+    ) in [line["event"] for line in lines]
+
+
 @pytest.mark.parametrize(
     ("command", "settings", "line"),
     [
@@ -256,6 +317,9 @@ def test_help_lists_the_settings_the_command_reads(
     for word in not_listed:
         assert word not in done.stdout
     assert "INSTANCE_ID                  default: random" in done.stdout
+    if command[0] == "order-service":  # the defaults as INTERFACE §2 writes them
+        assert "BREAKER_RESET_TIMEOUT_S      default: 30\n" in done.stdout
+        assert "PRICE_DISCREPANCY_PCT        default: 1.0\n" in done.stdout
 
 
 MALFORMED_HTTP = {
