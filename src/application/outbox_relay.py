@@ -65,10 +65,23 @@ class RelayOutbox:
         if self.more or self.clock.monotonic() >= self._next_sweep:
             self._next_sweep = self.clock.monotonic() + self.sweep_interval_s
             published += await self._sweep()
-        if published and not self.stalled and self._stall_logged_at is not None:
+        if not self.stalled and self._stall_logged_at is not None:
             self._stall_logged_at = None
             log.info("outbox relay: publishing again (%s published in this pass)", published)
         return published
+
+    def note_outage(self, reason: str) -> None:
+        """A pass that could not run (its store or lease is unavailable): logged as a stall is,
+        once, then once every `stall_log_interval_s`; the next pass that runs says it is back."""
+        if self._stall_due():
+            log.warning("outbox relay waiting: %s", reason)
+
+    def _stall_due(self) -> bool:
+        now = self.clock.monotonic()
+        if self._stall_logged_at is not None and now - self._stall_logged_at < self.stall_log_interval_s:
+            return False
+        self._stall_logged_at = now
+        return True
 
     async def _sweep(self) -> int:
         self.more = False
@@ -111,10 +124,8 @@ class RelayOutbox:
     def _log_stall(self, failed: int, reason: str) -> None:
         """One line when publishing starts to fail, then one every `stall_log_interval_s`: an
         outage of minutes at hundreds of orders a second would otherwise log a line per event per pass."""
-        now = self.clock.monotonic()
-        if self._stall_logged_at is not None and now - self._stall_logged_at < self.stall_log_interval_s:
+        if not self._stall_due():
             return
-        self._stall_logged_at = now
         log.warning(
             "outbox relay: %s events not published yet, kept in the outbox (%s pending at last count): %s",
             failed,

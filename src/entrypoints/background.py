@@ -82,7 +82,7 @@ async def relay_outbox_forever(
             else:
                 backoff, delay = RELAY_RETRY_S, RELAY_IDLE_S
         except DependencyUnavailable as error:
-            log.warning("outbox relay waiting: %s", error.message)
+            relay.note_outage(error.message)
             backoff = min(backoff * 2, RELAY_MAX_BACKOFF_S)
             delay, woken_by = backoff, None
         except Exception:

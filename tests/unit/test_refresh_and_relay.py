@@ -285,3 +285,24 @@ async def test_an_outage_is_logged_once_per_interval_not_once_per_event(
         assert await relay() == 15
         assert caplog.records[-1].levelno == logging.INFO
         assert "publishing again" in caplog.records[-1].getMessage()
+
+
+async def test_a_relay_that_cannot_run_says_so_once_per_interval_and_when_it_runs_again(
+    order_side: OrderSide, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fifth audit: with Redis down, "outbox relay waiting" came once a second or so."""
+    relay = sweeping(order_side)
+    with caplog.at_level(logging.INFO, logger="application.outbox_relay"):
+        for _ in range(8):  # passes backing off while the store is down, within one interval
+            relay.note_outage("The lock store is unavailable")
+            order_side.clock.advance(1.0)
+        assert [r.getMessage() for r in caplog.records] == [
+            "outbox relay waiting: The lock store is unavailable"
+        ]
+        order_side.clock.advance(relay.stall_log_interval_s)
+        relay.note_outage("The lock store is unavailable")
+        assert len(caplog.records) == 2, "repeated after the interval"
+
+        assert await relay() == 0  # the store is back, nothing to publish
+        assert caplog.records[-1].levelno == logging.INFO
+        assert "publishing again" in caplog.records[-1].getMessage()
