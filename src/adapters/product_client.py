@@ -16,7 +16,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -43,6 +43,7 @@ from domain.products import Product
 
 BREAKER_NAME = "product-service"
 BATCH_LIMIT = 100
+T = TypeVar("T")
 MAX_RETRY_AFTER_S = 30.0
 
 
@@ -54,6 +55,11 @@ class RateLimited(UpstreamFailure):
     def __init__(self, retry_after_s: float | None) -> None:
         super().__init__(f"429 Too Many Requests (Retry-After {retry_after_s})")
         self.retry_after_s = retry_after_s
+
+
+class Unreadable(UpstreamFailure):
+    """A 200 whose body is not what the API says (a proxy's HTML page, a product missing
+    fields): retried and held against the breaker like a 5xx, counted `invalid_response`."""
 
 
 class Refused(Exception):
@@ -185,11 +191,10 @@ class HttpProductClient:
         return state
 
     async def get_product(self, product_id: str) -> Product | None:
-        status, body = await self._call("get_product", "GET", _product_path(product_id), None)
-        if status == 404:
-            return None
-        product: Product = self._parse(body, Product)
-        return product
+        def read(status: int, body: bytes) -> Product | None:
+            return None if status == 404 else cast(Product, self._parse(body, Product))
+
+        return await self._call("get_product", "GET", _product_path(product_id), None, read)
 
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]:
         """Batch lookup; concurrent lookups share one upstream call, with no fixed wait.
@@ -264,10 +269,15 @@ class HttpProductClient:
         found: dict[str, Product] = {}
         for start in range(0, len(ids), BATCH_LIMIT):
             chunk = list(ids[start : start + BATCH_LIMIT])
-            _, body = await self._call(
-                "get_products", "POST", "api/v1/products/batch", {"ids": chunk}, backing_off
+            answered: list[Product] = await self._call(
+                "get_products",
+                "POST",
+                "api/v1/products/batch",
+                {"ids": chunk},
+                lambda _, body: self._parse(body, list[Product]),
+                backing_off,
             )
-            for product in self._parse(body, list[Product]):
+            for product in answered:
                 if product.id in chunk:
                     found[product.id] = product
         return found
@@ -276,9 +286,7 @@ class HttpProductClient:
         try:
             return structure_or_reject(RESPONSES, loads(body), cls, what="response")
         except (InvalidRequest, ValueError) as error:
-            raise ProductServiceUnavailable(
-                "Product Service answered with a body we cannot read", {"reason": str(error)}
-            ) from None
+            raise Unreadable(str(error)) from None
 
     async def _call(
         self,
@@ -286,9 +294,12 @@ class HttpProductClient:
         method: str,
         path: str | URL,
         payload: Any,
+        read: Callable[[int, bytes], T],
         backing_off: Callable[[], None] = lambda: None,
-    ) -> tuple[int, bytes]:
-        """`backing_off` is told when a failed attempt waits to be tried again."""
+    ) -> T:
+        """`read` turns an answer (200 or 404) into the result, inside the breaker: an answer it
+        cannot read fails the call. `backing_off` is told when a failed attempt waits to be tried
+        again."""
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(max(self.retry.max_attempts, 1)),
@@ -299,11 +310,15 @@ class HttpProductClient:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._through_breaker(operation, method, path, payload)
+                    return await self._through_breaker(operation, method, path, payload, read)
         except OpenedState as error:
             self.metrics.product_requests.labels(operation=operation, outcome="circuit_open").inc()
             raise ProductServiceUnavailable(
                 "Product Service is currently unavailable (circuit open)", {"reason": str(error)}
+            ) from None
+        except Unreadable as error:
+            raise ProductServiceUnavailable(
+                "Product Service answered with a body we cannot read", {"reason": str(error)}
             ) from None
         except (UpstreamFailure, ProbeInFlight, Refused) as error:
             raise ProductServiceUnavailable(
@@ -330,19 +345,21 @@ class HttpProductClient:
         return float(backoff(state))
 
     async def _through_breaker(
-        self, operation: str, method: str, path: str | URL, payload: Any
-    ) -> tuple[int, bytes]:
+        self, operation: str, method: str, path: str | URL, payload: Any, read: Callable[[int, bytes], T]
+    ) -> T:
         breaker = await self._breakers.get_breaker(BREAKER_NAME)
         probing = await self.breaker_state() == "half-opened"
         if probing and self._probe.locked():
             raise ProbeInFlight("circuit half-open, a probe is already in flight")
         if probing:
             async with self._probe, breaker:
-                return await self._send(operation, method, path, payload)
+                return await self._send(operation, method, path, payload, read)
         async with breaker:
-            return await self._send(operation, method, path, payload)
+            return await self._send(operation, method, path, payload, read)
 
-    async def _send(self, operation: str, method: str, path: str | URL, payload: Any) -> tuple[int, bytes]:
+    async def _send(
+        self, operation: str, method: str, path: str | URL, payload: Any, read: Callable[[int, bytes], T]
+    ) -> T:
         if self._session is None:
             raise UpstreamFailure("the HTTP client is not started")
         started = time.perf_counter()
@@ -363,7 +380,11 @@ class HttpProductClient:
                     raise UpstreamFailure(f"{response.status} from the Product Service")
                 if response.status not in (200, 404):
                     raise Refused(f"Product Service refused {operation} with {response.status}")
-                return response.status, body
+            try:
+                return read(response.status, body)
+            except Unreadable:
+                outcome = "invalid_response"
+                raise
         except TimeoutError:
             outcome = "timeout"
             raise UpstreamFailure(f"no answer within {self.timeout_s}s") from None

@@ -177,6 +177,32 @@ async def test_an_unreadable_body_is_unavailable_not_a_crash(rig: Rig, started: 
         await started.get_products([CHAIR])
 
 
+async def test_an_unreadable_answer_is_a_failed_call_retried_and_held_against_the_breaker(rig: Rig) -> None:
+    """The fifth audit: a 200 HTML page counted as `success` and never opened the breaker."""
+    client = rig.client(attempts=2, threshold=4)
+    await client.start()
+    rig.stub.default = (200, b"<html>oops</html>")
+    try:
+        with pytest.raises(ProductServiceUnavailable, match="cannot read"):
+            await client.get_products([CHAIR])
+        assert len(rig.stub.arrivals) == 2, "retried like a 5xx"
+        with pytest.raises(ProductServiceUnavailable, match="cannot read"):
+            await client.get_product(CHAIR)
+        with pytest.raises(ProductServiceUnavailable, match="circuit open"):
+            await client.get_product(CHAIR)
+    finally:
+        await client.close()
+
+    def calls(operation: str, outcome: str) -> float | None:
+        labels = {"operation": operation, "outcome": outcome}
+        return rig.metrics.registry.get_sample_value("product_service_requests_total", labels)
+
+    assert calls("get_products", "invalid_response") == 2
+    assert calls("get_product", "invalid_response") == 2
+    assert calls("get_products", "success") is None
+    assert rig.metrics.registry.get_sample_value("circuit_breaker_state", {"name": "product-service"}) == 2
+
+
 async def test_the_breaker_opens_after_the_threshold_and_stops_calling(rig: Rig) -> None:
     client = rig.client(attempts=1, threshold=2)
     await client.start()
