@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import functools
+import math
+import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
@@ -27,7 +31,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential,
     wait_random,
 )
@@ -44,7 +47,6 @@ from domain.products import Product
 BREAKER_NAME = "product-service"
 BATCH_LIMIT = 100
 T = TypeVar("T")
-MAX_RETRY_AFTER_S = 30.0
 
 
 class UpstreamFailure(Exception):
@@ -109,13 +111,29 @@ class RetryPolicy:
     max_interval_s: float = 10.0
 
 
-def parse_retry_after(value: str | None) -> float | None:
+_DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110: delay-seconds or an HTTP-date; a
+    fraction of a second is read too); None when absent or unreadable, negative or not finite
+    (then the usual backoff applies). `now_s` is the Unix time the date is counted from."""
     if value is None:
         return None
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-    except ValueError:
+    text = value.strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        seconds = float(text)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is GMT; an obsolete form may leave the zone out
+            when = when.replace(tzinfo=UTC)
+        seconds = max(when.timestamp() - now_s, 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
         return None
+    return seconds
 
 
 @attrs.define(eq=False)
@@ -302,7 +320,7 @@ class HttpProductClient:
         again."""
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(max(self.retry.max_attempts, 1)),
+                stop=self._stop,
                 wait=self._wait,
                 sleep=self._back_off,
                 retry=retry_if_exception_type(UpstreamFailure),
@@ -333,6 +351,19 @@ class HttpProductClient:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._opened.wait(), seconds)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        """After the last attempt; or at once when a 429 asks for a longer wait than the
+        longest backoff (`max_interval_s`): the caller falls back (the cache, or 503) instead of
+        holding an order that long, and this lookup calls no more (the next one calls as usual)."""
+        if state.attempt_number >= max(self.retry.max_attempts, 1):
+            return True
+        error = state.outcome.exception() if state.outcome else None
+        return (
+            isinstance(error, RateLimited)
+            and error.retry_after_s is not None
+            and error.retry_after_s > self.retry.max_interval_s
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -375,7 +406,8 @@ class HttpProductClient:
                 body = await response.read()
                 outcome = outcome_of(response.status)
                 if response.status == 429:
-                    raise RateLimited(parse_retry_after(response.headers.get("Retry-After")))
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+                    raise RateLimited(retry_after)
                 if response.status >= 500:
                     raise UpstreamFailure(f"{response.status} from the Product Service")
                 if response.status not in (200, 404):

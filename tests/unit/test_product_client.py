@@ -13,7 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.metrics import ServiceMetrics
-from adapters.product_client import MAX_BATCH_CALLS_IN_FLIGHT, HttpProductClient, RetryPolicy
+from adapters.product_client import (
+    MAX_BATCH_CALLS_IN_FLIGHT,
+    HttpProductClient,
+    RetryPolicy,
+    parse_retry_after,
+)
 from adapters.wire.converter import dumps
 from adapters.wire.http_json import product_to_wire
 from domain.errors import ProductServiceUnavailable
@@ -154,6 +159,46 @@ async def test_429_waits_as_long_as_retry_after_says(rig: Rig, started: HttpProd
     rig.stub.default = (200, wire(a_product()))
     assert await started.get_products([CHAIR]) == {CHAIR: a_product()}
     assert rig.stub.gaps[0] >= 0.29
+
+
+async def test_a_429_asking_for_longer_than_the_longest_backoff_is_not_waited_for(rig: Rig) -> None:
+    """The fifth audit: `Retry-After: 3600` held each order 90 s (4 calls, 30 s apart)."""
+    client = rig.client(attempts=4, interval_s=0.02)  # the longest backoff: 1 s
+    await client.start()
+    rig.stub.default = (429, None, {"Retry-After": "3600"})
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ProductServiceUnavailable):
+            await client.get_products([CHAIR])
+    finally:
+        await client.close()
+    assert time.perf_counter() - started < 1.0
+    assert len(rig.stub.arrivals) == 1, "this lookup calls no more"
+
+
+NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        (" 0.5 ", 0.5),
+        ("0", 0.0),
+        (time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(NOW + 120)), 120.0),
+        (time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(NOW - 120)), 0.0),  # already past
+        ("-5", None),  # the usual backoff, not a call at once
+        ("nan", None),
+        ("inf", None),
+        ("1e3", None),
+        ("9" * 400, None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_rfc_9110_writes_it(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header, NOW) == seconds
 
 
 async def test_a_slow_answer_times_out_and_is_retried(rig: Rig) -> None:
