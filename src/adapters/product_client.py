@@ -353,16 +353,17 @@ class HttpProductClient:
             await asyncio.wait_for(self._opened.wait(), seconds)
 
     def _stop(self, state: RetryCallState) -> bool:
-        """After the last attempt; or at once when a 429 asks for a longer wait than the
-        longest backoff (`max_interval_s`): the caller falls back (the cache, or 503) instead of
-        holding an order that long, and this lookup calls no more (the next one calls as usual)."""
+        """After the last attempt; or at once when a 429's wait would take the lookup's waits
+        past the longest backoff (`max_interval_s`, together): the caller falls back (the cache,
+        or 503) instead of holding an order that long, and this lookup calls no more (the next
+        one calls as usual)."""
         if state.attempt_number >= max(self.retry.max_attempts, 1):
             return True
         error = state.outcome.exception() if state.outcome else None
         return (
             isinstance(error, RateLimited)
             and error.retry_after_s is not None
-            and error.retry_after_s > self.retry.max_interval_s
+            and state.idle_for + error.retry_after_s > self.retry.max_interval_s
         )
 
     def _wait(self, state: RetryCallState) -> float:

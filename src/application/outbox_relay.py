@@ -62,10 +62,14 @@ class RelayOutbox:
             done, refused = await self._publish_and_remove(fresh[start : start + self.batch_size])
             published, failed = published + done, failed + refused
         self.stalled = failed > 0
+        swept = False
         if self.more or self.clock.monotonic() >= self._next_sweep:
             self._next_sweep = self.clock.monotonic() + self.sweep_interval_s
             published += await self._sweep()
-        if not self.stalled and self._stall_logged_at is not None:
+            swept = True
+        # back only once this pass reached the store (a sweep) or the bus (a publish): a pass with
+        # nothing fresh and no sweep due touches neither, and proves nothing
+        if (swept or published) and not self.stalled and self._stall_logged_at is not None:
             self._stall_logged_at = None
             log.info("outbox relay: publishing again (%s published in this pass)", published)
         return published
@@ -127,8 +131,7 @@ class RelayOutbox:
         if not self._stall_due():
             return
         log.warning(
-            "outbox relay: %s events not published yet, kept in the outbox (%s pending at last count): %s",
+            "outbox relay: %s events not published yet, kept in the outbox (outbox_pending counts them): %s",
             failed,
-            "?" if self.pending is None else self.pending,
             reason,
         )

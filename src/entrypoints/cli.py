@@ -253,9 +253,15 @@ def _embedded_banner(settings: Settings, order_url: str, product_url: str) -> st
     chair = DEMO_PRODUCTS[0].id
     # The dev default is printed so `make run` works out of the box; a token of yours is not.
     token = settings.admin_token if settings.admin_token == DEFAULT_DEV_TOKEN else "$ADMIN_TOKEN"
+    called = settings.product_service_url
+    calls = (
+        ""
+        if called in (None, product_url)
+        else f"\nOrders priced by {mask_url(called)}   (PRODUCT_SERVICE_URL)"
+    )
     return f"""
 Order Service    {order_url}   (OpenAPI: {order_url}/openapi.json)
-Product Service  {product_url}   (OpenAPI: {product_url}/openapi.json)
+Product Service  {product_url}   (OpenAPI: {product_url}/openapi.json){calls}
 Admin token      {token}
 Mode             embedded: in-memory cache, stores and event bus; demo catalog loaded
 

@@ -176,6 +176,21 @@ async def test_a_429_asking_for_longer_than_the_longest_backoff_is_not_waited_fo
     assert len(rig.stub.arrivals) == 1, "this lookup calls no more"
 
 
+async def test_the_waits_429s_ask_for_add_up_to_the_longest_backoff_at_most(rig: Rig) -> None:
+    """The re-check: `Retry-After: 7` four times held an order 21 s."""
+    client = rig.client(attempts=4, interval_s=0.02)  # the longest backoff: 1 s
+    await client.start()
+    rig.stub.default = (429, None, {"Retry-After": "0.4"})
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ProductServiceUnavailable):
+            await client.get_products([CHAIR])
+    finally:
+        await client.close()
+    assert len(rig.stub.arrivals) == 3, "waited 0.4 + 0.4 s; a third wait would pass 1 s"
+    assert time.perf_counter() - started < 1.0
+
+
 NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
 
 

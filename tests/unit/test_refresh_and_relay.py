@@ -12,8 +12,9 @@ from adapters.memory.broker import InMemoryBroker
 from adapters.publisher import BrokerEventPublisher
 from application.create_order import CreateOrder
 from application.outbox_relay import RELAY_LEASE, RelayOutbox
+from application.ports import Lock
 from application.refresh import PUBLISH_WINDOW, REFRESH_LOCK
-from domain.errors import EventBusUnavailable
+from domain.errors import EventBusUnavailable, StoreUnavailable
 from domain.events import (
     ORDER_CREATED,
     PRODUCT_BATCH_DETAILS_PROVIDED,
@@ -304,5 +305,48 @@ async def test_a_relay_that_cannot_run_says_so_once_per_interval_and_when_it_run
         assert len(caplog.records) == 2, "repeated after the interval"
 
         assert await relay() == 0  # the store is back, nothing to publish
+        assert caplog.records[-1].levelno == logging.INFO
+        assert "publishing again" in caplog.records[-1].getMessage()
+
+
+@attrs.define
+class LockStore:
+    """The Lock port over a store that can be down (as Redis was in the re-check)."""
+
+    inner: Lock
+    down: bool = False
+
+    async def acquire(self, name: str, ttl_s: float) -> bool:
+        if self.down:
+            raise StoreUnavailable("The lock store is unavailable")
+        return await self.inner.acquire(name, ttl_s)
+
+    async def release(self, name: str) -> None:
+        if self.down:
+            raise StoreUnavailable("The lock store is unavailable")
+        await self.inner.release(name)
+
+
+async def test_passes_between_failed_sweeps_do_not_claim_the_relay_is_back(
+    order_side: OrderSide, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The re-check: with Redis down, passes with no sweep due said "publishing again" between
+    the failing sweeps (36 pairs in 40 s), and nothing when Redis really came back."""
+    store = LockStore(order_side.lock)
+    relay = attrs.evolve(sweeping(order_side), lock=store)
+    store.down = True
+    with caplog.at_level(logging.INFO, logger="application.outbox_relay"):
+        for _ in range(10):  # a failing sweep, then a pass with no sweep due, and so on
+            with pytest.raises(StoreUnavailable):
+                await relay()
+            relay.note_outage("The lock store is unavailable")
+            assert await relay() == 0  # nothing fresh, no sweep due: touches nothing
+            order_side.clock.advance(relay.sweep_interval_s)
+        assert [r.getMessage() for r in caplog.records] == [
+            "outbox relay waiting: The lock store is unavailable"
+        ]
+
+        store.down = False
+        assert await relay() == 0
         assert caplog.records[-1].levelno == logging.INFO
         assert "publishing again" in caplog.records[-1].getMessage()
